@@ -1,0 +1,102 @@
+"""What a method is, and the registry the harness expands `--methods` from.
+
+A method module defines a config dataclass (paper-scale defaults, appendix values with equation/section
+comments), the per-scale reductions, and `run(ctx)`, which trains and evaluates one (suite, seed) job through
+a `harness.context.JobContext`. Shared prerequisites (the skill model) are *stages*: registered like methods
+but hidden from `all`; a method lists the stages it needs and the harness runs each once per job key and seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from harness.context import JobContext
+    from tasks import Suite
+
+SCALES = ("smoke", "small", "paper")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    description: str  # one line for `--list`
+    config_cls: type  # a dataclass whose defaults are the paper-scale settings
+    run: Callable[["JobContext"], None]
+    # scale, suite -> field overrides on top of the dataclass defaults (domain-specific paper values too)
+    scale_settings: Callable[[str, "Suite"], dict[str, Any]] = lambda scale, suite: {}
+    needs: tuple[str, ...] = ("target_tasks",)  # what the suite must provide (tasks.NEEDS)
+    prerequisites: tuple[str, ...] = ()  # stage names whose artifacts run() loads via ctx.artifact(name)
+    stage: bool = False  # a shared prerequisite (e.g. "skills"), not a method of the comparison
+    # A stage's result is shared by every suite whose share_key(suite) is equal (e.g. the offline dataset).
+    share_key: Callable[["Suite"], str] | None = None
+    conditioning_episodes: int = 0  # target-task episodes spent before learning (drawn as a dotted line)
+
+    def resolve_config(self, scale: str, suite: "Suite", overrides: dict[str, Any] | None = None) -> Any:
+        """The dataclass instance for this scale and suite, with `overrides` (field -> value) applied."""
+        if scale not in SCALES:
+            raise ValueError(f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}")
+        values = dict(self.scale_settings(scale, suite))
+        values.update(overrides or {})
+        return dataclasses.replace(self.config_cls(), **values)
+
+    def field_names(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self.config_cls)]
+
+
+class UnknownMethodError(KeyError):
+    pass
+
+
+_METHODS: dict[str, MethodSpec] = {}
+# The order of the comparison (and of `all`): the paper's Figure 4 legend order.
+PAPER_METHODS = ("sac", "spirl", "pearl", "pearl-ft", "mtrl", "simpl")
+
+
+def register_method(spec: MethodSpec) -> MethodSpec:
+    if spec.name in _METHODS:
+        raise ValueError(f"method {spec.name!r} is registered twice")
+    _METHODS[spec.name] = spec
+    return spec
+
+
+def _load_methods() -> None:
+    import importlib
+
+    for module in ("methods.sac", "methods.skills", "methods.spirl", "methods.pearl", "methods.mtrl", "methods.simpl"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:  # not built yet: registers nothing
+            if e.name != module:
+                raise
+    from tasks.base import load_plugins
+
+    load_plugins()
+
+
+def method_names(include_stages: bool = False) -> list[str]:
+    _load_methods()
+    names = [n for n, s in _METHODS.items() if include_stages or not s.stage]
+    order = {n: i for i, n in enumerate(PAPER_METHODS)}
+    return sorted(names, key=lambda n: (order.get(n, len(order)), n))
+
+
+def get_method(name: str) -> MethodSpec:
+    _load_methods()
+    if name not in _METHODS:
+        raise UnknownMethodError(f"unknown method {name!r}; choose from: {', '.join(method_names())} (or 'all')")
+    return _METHODS[name]
+
+
+def expand_methods(text: str) -> list[str]:
+    """'all' -> every registered method of the comparison; 'sac,spirl' -> those, validated, in paper order."""
+    names = method_names() if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise UnknownMethodError("no method given; use --methods all or a comma-separated list")
+    for n in names:
+        get_method(n)
+        if _METHODS[n].stage:
+            raise UnknownMethodError(f"{n!r} is a shared stage, not a method; it runs automatically when needed")
+    return list(dict.fromkeys(names))

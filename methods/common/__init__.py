@@ -1,0 +1,1 @@
+"""Pieces shared by every method: the MLP builder, the replay buffer, the SAC core."""

@@ -1,0 +1,60 @@
+"""The one replay buffer: preallocated tensors, FIFO, `terminated` kept apart from time-limit truncation."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class Batch(NamedTuple):
+    obs: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor  # (B,)
+    next_obs: torch.Tensor
+    terminated: torch.Tensor  # (B,) 1.0 where the episode truly ended (no bootstrap); truncation is not here
+
+
+class ReplayBuffer:
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device | str = "cpu"):
+        self.capacity, self.device = int(capacity), torch.device(device)
+        self.obs = torch.zeros(self.capacity, obs_dim, device=self.device)
+        self.next_obs = torch.zeros(self.capacity, obs_dim, device=self.device)
+        self.action = torch.zeros(self.capacity, act_dim, device=self.device)
+        self.reward = torch.zeros(self.capacity, device=self.device)
+        self.terminated = torch.zeros(self.capacity, device=self.device)
+        self.size = 0
+        self.pos = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add_many(self, obs, action, reward, next_obs, terminated) -> None:
+        """Add a whole episode (or any batch of transitions) at once; oldest rows are overwritten when full."""
+        obs, action, next_obs = (torch.as_tensor(x, dtype=torch.float32, device=self.device) for x in (obs, action, next_obs))
+        reward = torch.as_tensor(reward, dtype=torch.float32, device=self.device).reshape(-1)
+        terminated = torch.as_tensor(terminated, dtype=torch.float32, device=self.device).reshape(-1)
+        n = obs.shape[0]
+        if n > self.capacity:  # keep the newest rows only
+            obs, action, reward, next_obs, terminated = (x[-self.capacity:] for x in (obs, action, reward, next_obs, terminated))
+            n = self.capacity
+        idx = (self.pos + torch.arange(n, device=self.device)) % self.capacity
+        self.obs[idx], self.action[idx], self.reward[idx] = obs, action, reward
+        self.next_obs[idx], self.terminated[idx] = next_obs, terminated
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=generator)
+        return Batch(self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx], self.terminated[idx])
+
+    def state_dict(self) -> dict:
+        n = self.size
+        return {"obs": self.obs[:n].clone(), "action": self.action[:n].clone(), "reward": self.reward[:n].clone(),
+                "next_obs": self.next_obs[:n].clone(), "terminated": self.terminated[:n].clone(), "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        n = state["obs"].shape[0]
+        for name in ("obs", "action", "reward", "next_obs", "terminated"):
+            getattr(self, name)[:n] = state[name].to(self.device)
+        self.size, self.pos = n, int(state["pos"])

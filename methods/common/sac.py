@@ -1,0 +1,150 @@
+"""The one SAC core (Haarnoja et al. 2018) that every method builds on.
+
+The only thing that differs between flat SAC and the skill-space methods is the *regulariser*: the actor
+returns, with its reparameterised sample, a per-state divergence D(s) that the core keeps near a target by
+dual gradient descent on the temperature α:
+- flat SAC:         D = log π(ã|s),            target = −(target entropy) = dim(A)   (paper appendix C.1)
+- SPiRL / SiMPL:    D = KL(π(·|s) ‖ p(·|s)),   target = δ                            (SiMPL paper eq. 1)
+Critic target:  y = r + γ (1 − terminated) (min_i Q̄_i(s′, ã′) − α D(s′)),  ã′ ~ π(·|s′)
+Actor loss:     E[α D(s) − min_i Q_i(s, ã)],  ã ~ π(·|s) (reparameterised)
+α loss:         −log α · (D − target)         (α grows while D is above its target)
+Inputs may carry anything the method concatenates to the state (a task embedding for PEARL and SiMPL).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from methods.common.nets import mlp
+from methods.common.replay import Batch
+
+
+class RegularisedActor(Protocol):
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reparameterised action (B, A), divergence D (B,))"""
+        ...
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        ...
+
+
+class TanhGaussianActor(nn.Module):
+    """Flat SAC's actor: a Gaussian squashed by tanh into [-1, 1]; its divergence is log π (entropy SAC)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int = 256, n_hidden: int = 2,
+                 log_std_bounds: tuple[float, float] = (-20.0, 2.0)):  # SB3's clamp range
+        super().__init__()
+        self.net = mlp(obs_dim, 2 * act_dim, hidden_dim, n_hidden)
+        self.log_std_bounds = log_std_bounds
+
+    def _mean_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        return mean, log_std.clamp(*self.log_std_bounds).exp()
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, std = self._mean_std(obs)
+        eps = torch.randn_like(mean)
+        pre_tanh = mean + std * eps
+        action = torch.tanh(pre_tanh)
+        # log N(pre_tanh; mean, std) − Σ log(1 − tanh²), the latter in the stable form 2(log2 − u − softplus(−2u))
+        log_prob = (-0.5 * eps.square() - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - (2 * (math.log(2) - pre_tanh - nn.functional.softplus(-2 * pre_tanh))).sum(-1)
+        return action, log_prob
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        mean, std = self._mean_std(obs)
+        return torch.tanh(mean if deterministic else mean + std * torch.randn_like(mean))
+
+
+class TwinQ(nn.Module):
+    """Two independent Q networks on (input, action) (clipped double Q)."""
+
+    def __init__(self, in_dim: int, act_dim: int, hidden_dim: int = 256, n_hidden: int = 2):
+        super().__init__()
+        self.q1 = mlp(in_dim + act_dim, 1, hidden_dim, n_hidden)
+        self.q2 = mlp(in_dim + act_dim, 1, hidden_dim, n_hidden)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([obs, action], dim=-1)
+        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+
+
+def _adam(params, lr: float) -> torch.optim.Adam:
+    params = list(params)
+    fused = all(p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(params, lr=lr, fused=fused)  # fused: one kernel for all params (measurably faster)
+
+
+class SACCore(nn.Module):
+    def __init__(self, actor: nn.Module, critic: TwinQ, *, lr: float = 3e-4, gamma: float = 0.99, tau: float = 0.005,
+                 alpha_init: float = 0.1, target_divergence: float = 0.0, auto_alpha: bool = True,
+                 alpha_only_grows: bool = False, divergence_clip: float | None = None):
+        super().__init__()
+        self.actor, self.critic = actor, critic
+        self.critic_target = copy.deepcopy(critic).requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(alpha_init)))
+        self.gamma, self.tau = gamma, tau
+        self.target_divergence, self.auto_alpha, self.alpha_only_grows = target_divergence, auto_alpha, alpha_only_grows
+        self.divergence_clip = divergence_clip
+        self.actor_opt = _adam(actor.parameters(), lr)
+        self.critic_opt = _adam(critic.parameters(), lr)
+        self.alpha_opt = _adam([self.log_alpha], lr)
+        self._online = list(critic.parameters())
+        self._target = list(self.critic_target.parameters())
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.detach().exp()
+
+    def _clip(self, divergence: torch.Tensor) -> torch.Tensor:
+        # The reference SiMPL clips the KL in the critic target (kl_clip) so one bad state cannot dominate.
+        return divergence if self.divergence_clip is None else divergence.clamp(max=self.divergence_clip)
+
+    def critic_loss(self, batch: Batch) -> torch.Tensor:
+        with torch.no_grad():
+            next_action, next_div = self.actor.sample(batch.next_obs)
+            q1_t, q2_t = self.critic_target(batch.next_obs, next_action)
+            soft_v = torch.min(q1_t, q2_t) - self.alpha * self._clip(next_div)
+            target = batch.reward + self.gamma * (1.0 - batch.terminated) * soft_v
+        q1, q2 = self.critic(batch.obs, batch.action)
+        return 0.5 * ((q1 - target).square().mean() + (q2 - target).square().mean())
+
+    def actor_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        action, div = self.actor.sample(obs)
+        q1, q2 = self.critic(obs, action)
+        return (self.alpha * div - torch.min(q1, q2)).mean(), div.detach()
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One SAC gradient step: critic, actor, temperature, Polyak."""
+        critic_loss = self.critic_loss(batch)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+
+        self.critic.requires_grad_(False)  # the actor step must not spend a backward pass on critic weights
+        actor_loss, div = self.actor_loss(batch.obs)
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+        self.critic.requires_grad_(True)
+
+        if self.auto_alpha:
+            old = self.log_alpha.detach().clone()
+            alpha_loss = -(self.log_alpha * (div.mean() - self.target_divergence))
+            self.alpha_opt.zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self.alpha_opt.step()
+            if self.alpha_only_grows:
+                with torch.no_grad():
+                    self.log_alpha.clamp_(min=old)
+
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target, self._online, self.tau)  # Polyak averaging in one fused call
+        return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "divergence": div.mean().item(),
+                "alpha": self.alpha.item()}

@@ -1,0 +1,122 @@
+"""The target-task loop every method shares: for each target task, learn episode by episode, evaluate on fresh
+episodes at fixed intervals, write the curve, checkpoint at episode boundaries, resume where it stopped.
+
+A method supplies a `TargetTaskLearner` per task; the loop owns counting, evaluation, the curve and resuming.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from harness.context import JobContext
+from tasks import Task
+
+
+@dataclass
+class Episode:
+    ret: float
+    success: bool
+    env_steps: int
+    positions: np.ndarray | None = None  # (T, 2) for maze trajectory pictures, when the learner records them
+
+
+class TargetTaskLearner(Protocol):
+    def train_episode(self, env: gym.Env) -> Episode:
+        """Run one learning episode on the target task (exploration + the updates that follow it)."""
+        ...
+
+    def eval_episode(self, env: gym.Env) -> Episode:
+        """Run one evaluation episode; changes nothing the learner keeps."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class LoopSettings:
+    episodes: int  # learning episodes per target task (conditioning episodes included)
+    eval_every: int  # evaluate after every `eval_every` episodes (and at 0 and at the end)
+    n_eval_episodes: int
+    checkpoint_every: int = 10  # episodes
+
+
+def _env_rng(env: gym.Env) -> dict:
+    return env.unwrapped.np_random.bit_generator.state
+
+
+def _set_env_rng(env: gym.Env, state: dict) -> None:
+    env.unwrapped.np_random.bit_generator.state = state
+
+
+def learn_target_tasks(ctx: JobContext, make_learner: Callable[[int, Task, gym.Env], TargetTaskLearner],
+                       loop: LoopSettings, phase_of: Callable[[int], str] = lambda episode: "train") -> None:
+    """Run `make_learner`'s learner on every target task of the suite, in order, resuming from a checkpoint."""
+    suite = ctx.suite
+    state = ctx.load_checkpoint() or {"task_index": 0}
+    for ti in range(state["task_index"], len(suite.target_tasks)):
+        task = suite.target_tasks[ti]
+        env = suite.make_env(task, seed=10_000 * ctx.seed + ti)
+        eval_env = suite.make_env(task, seed=10_000 * ctx.seed + ti + 5_000)
+        learner = make_learner(ti, task, env)
+        episode, env_steps, last_eval = 0, 0, -1
+        if state.get("learner") is not None and state["task_index"] == ti:  # resume mid-task
+            learner.load_state_dict(state["learner"])
+            episode, env_steps, last_eval = state["episode"], state["env_steps"], state["last_eval"]
+            _set_env_rng(env, state["env_rng"])
+            _set_env_rng(eval_env, state["eval_env_rng"])
+        bar = ctx.progress(loop.episodes, f"task {ti + 1}/{len(suite.target_tasks)} {task.name}", initial=episode)
+
+        def evaluate() -> None:
+            nonlocal last_eval
+            eps = [learner.eval_episode(eval_env) for _ in range(loop.n_eval_episodes)]
+            score = float(np.mean([e.ret for e in eps]))
+            ctx.add_eval(ti, episode, env_steps, score, float(np.mean([e.success for e in eps])),
+                         loop.n_eval_episodes, phase_of(max(episode - 1, 0)))
+            if eps[0].positions is not None:
+                _save_trajectories(ctx, {f"task{ti}_ep{episode}": eps[0].positions})
+            bar.set_postfix(score=f"{score:.2f}")
+            last_eval = episode
+
+        def save() -> None:
+            ctx.save_checkpoint({"task_index": ti, "learner": learner.state_dict(), "episode": episode,
+                                 "env_steps": env_steps, "last_eval": last_eval,
+                                 "env_rng": _env_rng(env), "eval_env_rng": _env_rng(eval_env)})
+
+        while True:
+            if (episode % loop.eval_every == 0 or episode == loop.episodes) and last_eval != episode:
+                evaluate()
+                save()  # an evaluation point is never computed twice
+            if episode >= loop.episodes:
+                break
+            ep = learner.train_episode(env)
+            episode += 1
+            env_steps += ep.env_steps
+            bar.update(1)
+            if episode % loop.checkpoint_every == 0:
+                save()
+        bar.close()
+        env.close()
+        eval_env.close()
+        state = {"task_index": ti + 1}
+        ctx.save_checkpoint(state)
+
+
+def _save_trajectories(ctx: JobContext, new: dict[str, np.ndarray]) -> None:
+    if not new:
+        return
+    import io
+
+    from harness import store
+
+    path = ctx.run_dir / "trajectories.npz"
+    old = dict(np.load(path)) if path.exists() else {}
+    old.update({k: v.astype(np.float32) for k, v in new.items()})
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **old)
+    store.atomic_write_bytes(path, buf.getvalue())
