@@ -117,9 +117,16 @@ class JobContext:
             self.checkpoint_path.unlink()
             return None
         self.curve_rows = list(saved["curve_rows"])
+        self._saved_rng = saved["rng"]
         set_rng_state(saved["rng"])
         self.log(f"resumed from {self.checkpoint_path} ({len(self.curve_rows)} curve rows)")
         return saved["method_state"]
+
+    def restore_rng(self) -> None:
+        """Re-apply the checkpoint's global RNG states, e.g. after rebuilding networks (whose init draws from
+        the torch RNG), so that a resumed job continues the exact random stream of an uninterrupted one."""
+        if getattr(self, "_saved_rng", None) is not None:
+            set_rng_state(self._saved_rng)
 
     # --- the learning curve ---------------------------------------------------------------------------
     def add_eval(self, task_index: int, episodes: int, env_steps: int, score: float, success_rate: float,

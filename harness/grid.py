@@ -63,6 +63,8 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             raise UsageError(f"--set {item!r}: {raw!r} is not a valid value (use YAML scalars: 3, 0.1, true, text)") from None
+        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", value.strip()):
+            value = float(value)  # YAML 1.1 reads '1e-3' as text; a number is what anyone typing it means
         out.setdefault(method, {})[name] = value
     return out
 
@@ -131,6 +133,7 @@ def _sanitize(text: str) -> str:
 @dataclass
 class Grid:
     name: str
+    root: Path  # results/<grid>/
     stages: list[JobSpec]  # shared prerequisites, run first
     jobs: list[JobSpec]  # the comparison's jobs
 
@@ -197,7 +200,7 @@ def build_grid(methods: str, suite: str, seeds: str, scale: str = "smoke", overr
                 stage_dirs[(name, seed)] = Path(job.run_dir)
                 stages.append(job)
     jobs = [make(name, seed) for name in method_names for seed in seed_list]
-    result = Grid(name=grid_name, stages=stages, jobs=jobs)
+    result = Grid(name=grid_name, root=root, stages=stages, jobs=jobs)
     check_compatible(result)
     return result
 

@@ -134,7 +134,7 @@ def _collect(job: submitit.Job, spec: JobSpec) -> JobResult:
 def launch(grid: Grid, options: LaunchOptions) -> list[JobResult]:
     """Run every unfinished job of the grid; return one result per job (finished ones as 'skipped')."""
     results: list[JobResult] = []
-    folder = Path(grid.all_jobs[0].run_dir).parents[3] / ".submitit" if grid.all_jobs else Path("results/.submitit")
+    folder = grid.root / ".submitit"  # submitit's pickles and per-job stdout/stderr
     threads = grid.all_jobs[0].threads if grid.all_jobs else 1
     executor = make_executor(options, folder, threads)
     with _Board(grid.all_jobs, options.quiet) as board:

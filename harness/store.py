@@ -72,5 +72,15 @@ def write_curve(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def read_curve(path: Path):
+    """A run's curve as a pandas DataFrame with exactly the schema's columns (raises ValueError otherwise)."""
+    import pandas as pd
+
+    curve = pd.read_csv(path)
+    if tuple(curve.columns) != CURVE_COLUMNS:
+        raise ValueError(f"{path}: columns {list(curve.columns)} are not schema v{SCHEMA_VERSION}'s {list(CURVE_COLUMNS)}")
+    return curve
+
+
 def is_done(run_dir: Path) -> bool:
     return (Path(run_dir) / DONE_FILE).exists()

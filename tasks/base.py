@@ -114,11 +114,16 @@ def get_suite(name: str) -> Suite:
 
 def _load_domains() -> None:
     """Import each domain package once (importing it registers its suites), then the user's plugins."""
+    import contextlib
     import importlib
+    import io
 
     for module in ("tasks.maze", "tasks.kitchen"):
         try:
-            importlib.import_module(module)
+            # gymnasium_robotics prints a notice about Adroit envs on import; keep CLI output (and
+            # one-line errors) clean of it.
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                importlib.import_module(module)
         except ModuleNotFoundError as e:  # a domain that is not built yet registers nothing
             if e.name != module:
                 raise

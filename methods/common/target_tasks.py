@@ -70,6 +70,7 @@ def learn_target_tasks(ctx: JobContext, make_learner: Callable[[int, Task, gym.E
             episode, env_steps, last_eval = state["episode"], state["env_steps"], state["last_eval"]
             _set_env_rng(env, state["env_rng"])
             _set_env_rng(eval_env, state["eval_env_rng"])
+            ctx.restore_rng()  # building the learner drew from the RNG; continue the saved stream
         bar = ctx.progress(loop.episodes, f"task {ti + 1}/{len(suite.target_tasks)} {task.name}", initial=episode)
 
         def evaluate() -> None:

@@ -1,0 +1,233 @@
+"""The harness spine: grid expansion, config hashing and overrides, every usage error, and real runs through the
+launcher (local executor, kill + resume, SLURM job arrays)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness import store
+from harness.grid import UsageError, build_grid, parse_overrides, parse_seeds
+
+REPO = Path(__file__).resolve().parents[1]
+SUITE = "maze-tiny"
+
+
+def cli(*args: str, results: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "harness.run", *args, "--results", str(results)]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+# --- grid, seeds, overrides ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("text,expected", [("3", [0, 1, 2]), ("0-4", [0, 1, 2, 3, 4]), ("1,5,7", [1, 5, 7]),
+                                           ("2-2", [2])])
+def test_parse_seeds(text, expected):
+    assert parse_seeds(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0", "4-1", "-1", "a", "1,-2", "", "1-x"])
+def test_bad_seeds_are_usage_errors(text):
+    with pytest.raises(UsageError):
+        parse_seeds(text)
+
+
+def test_overrides_are_yaml_scalars():
+    assert parse_overrides(["sac.batch_size=256", "sac.lr=1e-3", "sac.eval_deterministic=false"]) == {
+        "sac": {"batch_size": 256, "lr": 1e-3, "eval_deterministic": False}}
+    for bad in ["batch_size=3", "sac.batch_size", "sac.=3", "sac.x=[unclosed"]:
+        with pytest.raises(UsageError):
+            parse_overrides([bad])
+
+
+def test_grid_ids_are_stable_and_follow_the_resolved_config(tmp_path):
+    a = build_grid("sac", SUITE, "2", "smoke", [], results_root=tmp_path)
+    b = build_grid("sac", SUITE, "2", "smoke", [], results_root=tmp_path)
+    c = build_grid("sac", SUITE, "2", "smoke", ["sac.batch_size=64"], results_root=tmp_path)
+    assert [j.job_id for j in a.jobs] == [j.job_id for j in b.jobs]
+    assert len({j.job_id for j in a.jobs}) == 2  # seeds differ
+    assert {j.job_id for j in a.jobs}.isdisjoint(j.job_id for j in c.jobs)
+    assert c.jobs[0].config["batch_size"] == 64
+    assert a.jobs[1].run_dir == str(tmp_path / "smoke" / SUITE / "sac" / "seed-1")
+    # an int is accepted where a float is declared, and stored as a float
+    d = build_grid("sac", SUITE, "1", "smoke", ["sac.lr=1"], results_root=tmp_path)
+    assert d.jobs[0].config["lr"] == 1.0 and isinstance(d.jobs[0].config["lr"], float)
+
+
+def test_all_expands_to_every_registered_method(tmp_path):
+    from methods import method_names
+
+    grid = build_grid("all", SUITE, "1", "smoke", [], results_root=tmp_path)
+    assert [j.method for j in grid.jobs] == method_names()
+    assert "sac" in method_names() and "skills" not in method_names()
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    ({"methods": "nope"}, "unknown method 'nope'"),
+    ({"suite": "nope"}, "unknown suite 'nope'"),
+    ({"scale": "huge"}, "unknown scale 'huge'"),
+    ({"overrides": ["sac.nope=1"]}, "unknown setting"),
+    ({"overrides": ["sac.batch_size=abc"]}, "expected int"),
+    ({"overrides": ["sac.batch_size=1.5"]}, "expected int"),
+    ({"overrides": ["simpl.x=1"]}, "not a method"),
+    ({"seeds": "3-1"}, "lo <= hi"),
+    ({"methods": "skills"}, "shared stage"),
+])
+def test_usage_errors_name_the_problem(tmp_path, kwargs, fragment):
+    args = {"methods": "sac", "suite": SUITE, "seeds": "1", "scale": "smoke", "overrides": []} | kwargs
+    with pytest.raises(UsageError, match=fragment):
+        build_grid(results_root=tmp_path, **args)
+
+
+def test_method_needing_data_the_suite_lacks_is_refused(tmp_path, monkeypatch):
+    import dataclasses
+
+    import tasks.base as tb
+
+    suite = tb.get_suite(SUITE)
+    monkeypatch.setitem(tb._CACHE, "no-targets", dataclasses.replace(suite, name="no-targets", target_tasks=()))
+    monkeypatch.setitem(tb._SUITES, "no-targets", lambda: None)
+    with pytest.raises(UsageError, match="needs target_tasks"):
+        build_grid("sac", "no-targets", "1", "smoke", [], results_root=tmp_path)
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--methods", "nope", "--suite", SUITE], "unknown method"),
+    (["--methods", "sac", "--suite", "nope"], "unknown suite"),
+    (["--methods", "sac"], "--suite is required"),
+    (["--methods", "sac", "--suite", SUITE, "--slurm-partition", "gpu"], "only applies with --executor slurm"),
+    (["--methods", "sac", "--suite", SUITE, "--seeds", "-3"], "--seeds"),
+    (["--methods", "sac", "--suite", SUITE, "--set", "sac.batch_size=x"], "expected int"),
+])
+def test_cli_usage_errors_exit_2_with_one_line(tmp_path, args, fragment):
+    res = cli(*args, results=tmp_path)
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and fragment in lines[0] and lines[0].startswith("error:")
+    assert not (tmp_path / "smoke").exists()  # nothing started
+
+
+def test_cli_slurm_without_sbatch_is_a_usage_error(tmp_path):
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "python").symlink_to(sys.executable)
+    res = cli("--methods", "sac", "--suite", SUITE, "--executor", "slurm", results=tmp_path, env={"PATH": str(bare)})
+    assert res.returncode == 2 and "sbatch" in res.stderr
+
+
+def test_cli_list_and_dry_run(tmp_path):
+    listing = cli("--list", results=tmp_path)
+    assert listing.returncode == 0
+    for word in ("sac", SUITE, "maze-40", "smoke", "paper"):
+        assert word in listing.stdout
+    dry = cli("--methods", "all", "--suite", SUITE, "--seeds", "0-1", "--dry-run", results=tmp_path)
+    assert dry.returncode == 0
+    assert "sac/maze-tiny/seed-1" in dry.stdout and str(tmp_path / "smoke" / SUITE / "sac" / "seed-0") in dry.stdout
+    assert not (tmp_path / "smoke").exists()
+
+
+# --- real runs ----------------------------------------------------------------------------------------------
+def _curve(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(run_dir / store.CURVE_FILE)
+
+
+def _expected_points(run_dir: Path) -> int:
+    cfg = json.loads((run_dir / store.CONFIG_FILE).read_text())
+    c = cfg["config"]
+    per_task = len(range(0, c["episodes"] + 1, c["eval_every"])) + (c["episodes"] % c["eval_every"] != 0)
+    return per_task * cfg["suite_info"]["n_target_tasks"]
+
+
+@pytest.mark.slow
+def test_local_grid_runs_writes_the_schema_and_skips_finished_jobs(tmp_path):
+    res = cli("--methods", "sac", "--suite", SUITE, "--seeds", "2", "--quiet", results=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    schema = json.loads((REPO / "results" / "schema.json").read_text())
+    for seed in (0, 1):
+        run = tmp_path / "smoke" / SUITE / "sac" / f"seed-{seed}"
+        for name in ("config.json", "curve.csv", "DONE", "job.log", "checkpoint.pt"):
+            assert (run / name).exists(), name
+        cfg = json.loads((run / "config.json").read_text())
+        for key in ("job_id", "git_sha", "packages", "host", "started_at", "finished_at", "suite_info", "config"):
+            assert key in cfg
+        curve = _curve(run)
+        assert list(curve.columns) == list(schema["curve_columns"])
+        assert len(curve) == _expected_points(run)
+        assert not curve.duplicated(["task_index", "episodes"]).any()
+        assert (curve["seed"] == seed).all() and curve["score"].between(0, 1).all()
+    again = cli("--methods", "sac", "--suite", SUITE, "--seeds", "2", "--quiet", results=tmp_path)
+    assert again.returncode == 0 and "0 ran, 2 already finished" in again.stdout
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_sigterm_mid_job_then_rerun_resumes_from_the_checkpoint(tmp_path):
+    """Kill a running job with SIGTERM, rerun the same command: it resumes (not restarts) and ends with exactly
+    the curve of an uninterrupted run (same seeds, CPU, episode-boundary checkpoints restore every RNG)."""
+    args = ["--methods", "sac", "--suite", SUITE, "--seeds", "1", "--quiet", "--set", "sac.episodes=16"]
+    run = tmp_path / "killed" / "smoke" / SUITE / "sac" / "seed-0"
+    proc = subprocess.Popen([sys.executable, "-m", "harness.run", *args, "--results", str(tmp_path / "killed")],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # wait until the job is inside task 2 of 3, so there is a checkpoint and unfinished work
+    _wait_for(lambda: (run / "curve.csv").exists() and (_curve(run)["task_index"] >= 1).any(), 240, "progress")
+    pid = int((run / ".lock").read_text().split()[0])
+    os.kill(pid, signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert not (run / "DONE").exists()
+    rows_before = len(_curve(run))
+    assert 0 < rows_before < _expected_points(run)
+
+    res = cli(*args, results=tmp_path / "killed")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "resumed from" in (run / "job.log").read_text()
+    resumed = _curve(run)
+    assert len(resumed) == _expected_points(run) and not resumed.duplicated(["task_index", "episodes"]).any()
+
+    clean = cli(*args, results=tmp_path / "clean")
+    assert clean.returncode == 0
+    reference = _curve(tmp_path / "clean" / "smoke" / SUITE / "sac" / "seed-0")
+    pd.testing.assert_frame_equal(resumed, reference)
+
+
+def _slurm_up() -> bool:
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.skipif(not _slurm_up(), reason="no running SLURM here (sbatch/sinfo absent or no controller); "
+                                            "start one with .ci/start-slurm.sh")
+def test_slurm_job_array_runs_the_grid(tmp_path):
+    args = ["--methods", "sac", "--suite", SUITE, "--seeds", "2", "--quiet", "--executor", "slurm", "--timeout-min", "10"]
+    res = cli(*args, results=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    job_ids = sorted(p.parent.name for p in (tmp_path / "smoke" / ".submitit").rglob("*_log.out"))
+    print("SLURM array tasks seen:", job_ids)
+    assert len(job_ids) == 2 and all("_" in j for j in job_ids)  # array task ids look like <array>_<index>
+    for seed in (0, 1):
+        run = tmp_path / "smoke" / SUITE / "sac" / f"seed-{seed}"
+        assert (run / "DONE").exists() and len(_curve(run)) == _expected_points(run)
+    again = cli(*args, results=tmp_path)
+    assert "0 ran, 2 already finished" in again.stdout

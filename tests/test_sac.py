@@ -1,0 +1,129 @@
+"""The SAC core and the replay buffer: the maths, and that learning happens."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Normal, TanhTransform, TransformedDistribution
+
+from methods.common.replay import ReplayBuffer
+from methods.common.sac import SACCore, TanhGaussianActor, TwinQ
+from tasks import get_suite
+
+
+def test_tanh_gaussian_log_prob_matches_torch_distributions():
+    torch.manual_seed(0)
+    actor = TanhGaussianActor(3, 2, hidden_dim=16, n_hidden=1)
+    obs = torch.randn(64, 3)
+    torch.manual_seed(1)
+    action, log_prob = actor.sample(obs)
+    mean, std = actor._mean_std(obs)
+    reference = TransformedDistribution(Normal(mean, std), [TanhTransform(cache_size=1)])
+    expected = reference.log_prob(action.clamp(-1 + 1e-6, 1 - 1e-6)).sum(-1)
+    ok = action.abs().max(-1).values < 0.999  # away from the saturated edge, where atanh is ill-conditioned
+    assert torch.allclose(log_prob[ok], expected[ok], atol=1e-3)
+    assert action.abs().max() <= 1.0
+
+
+def test_replay_buffer_wraps_and_round_trips():
+    buf = ReplayBuffer(5, obs_dim=2, act_dim=1)
+    for start in (0, 3):
+        n = 3
+        obs = np.arange(start, start + n, dtype=np.float32)[:, None].repeat(2, 1)
+        buf.add_many(obs, np.zeros((n, 1)), np.ones(n), obs + 1, np.zeros(n))
+    assert len(buf) == 5 and set(buf.obs[:, 0].tolist()) == {1.0, 2.0, 3.0, 4.0, 5.0}  # 0 was overwritten
+    other = ReplayBuffer(5, 2, 1)
+    other.load_state_dict(buf.state_dict())
+    assert torch.equal(other.obs, buf.obs) and other.pos == buf.pos and len(other) == 5
+    batch = buf.sample(32, generator=torch.Generator().manual_seed(0))
+    assert batch.obs.shape == (32, 2) and batch.reward.shape == (32,)
+
+
+def _core(alpha_init=0.1, target=0.0, **kw):
+    torch.manual_seed(0)
+    return SACCore(TanhGaussianActor(2, 1, 16, 1), TwinQ(2, 1, 16, 1), alpha_init=alpha_init,
+                   target_divergence=target, **kw)
+
+
+def _random_batch(n=64):
+    from methods.common.replay import Batch
+
+    return Batch(torch.randn(n, 2), torch.rand(n, 1) * 2 - 1, torch.randn(n), torch.randn(n, 2), torch.zeros(n))
+
+
+def test_temperature_follows_the_divergence_target():
+    # log π of a 1-D tanh-Gaussian is far below +10: α must shrink; far above −10: α must grow
+    shrink, grow = _core(target=10.0), _core(target=-10.0)
+    for _ in range(20):
+        shrink.update(_random_batch())
+        grow.update(_random_batch())
+    assert shrink.alpha < 0.1 < grow.alpha
+    only_up = _core(target=10.0, alpha_only_grows=True)
+    for _ in range(20):
+        only_up.update(_random_batch())
+    assert math.isclose(only_up.alpha.item(), 0.1, rel_tol=1e-5)
+
+
+def test_polyak_moves_targets_by_tau():
+    core = _core(tau=0.5)
+    before = [p.clone() for p in core.critic_target.parameters()]
+    core.update(_random_batch())
+    for b, t, o in zip(before, core.critic_target.parameters(), core.critic.parameters()):
+        assert torch.allclose(t, 0.5 * b + 0.5 * o, atol=1e-6)
+
+
+class DenseGoalReward(gym.Wrapper):
+    """Dense shaping for the check: reward = −distance to the goal (cell units) each step."""
+
+    def step(self, action):
+        obs, _, terminated, truncated, info = self.env.step(action)
+        goal = np.asarray(self.env.unwrapped.goal, dtype=np.float32)
+        return obs, -float(np.linalg.norm(obs[:2] - goal)), terminated, truncated, info
+
+
+def _mean_final_distance(env, policy, episodes=5):
+    dists = []
+    for _ in range(episodes):
+        obs, _ = env.reset()
+        done = False
+        while not done:
+            obs, _, terminated, truncated, _ = env.step(policy(obs))
+            done = terminated or truncated
+        dists.append(np.linalg.norm(obs[:2] - np.asarray(env.unwrapped.goal)))
+    return float(np.mean(dists))
+
+
+@pytest.mark.slow
+def test_sac_learns_on_a_dense_maze_check():
+    """On the fast maze with a dense −distance reward, the critic loss falls and the learned policy ends
+    closer to the goal than a random policy does."""
+    torch.manual_seed(0)
+    suite = get_suite("maze-tiny")
+    env = DenseGoalReward(suite.env_factory(suite.target_tasks[0], horizon=100))
+    env.reset(seed=0)
+    actor, critic = TanhGaussianActor(4, 2, 64, 2), TwinQ(4, 2, 64, 2)
+    core = SACCore(actor, critic, lr=1e-3, alpha_init=0.1, target_divergence=2.0, gamma=0.95)
+    buf = ReplayBuffer(20_000, 4, 2)
+    rng = np.random.default_rng(0)
+    random_distance = _mean_final_distance(env, lambda o: rng.uniform(-1, 1, 2))
+    losses = []
+    obs, _ = env.reset()
+    for step in range(4000):
+        if step < 500:
+            action = rng.uniform(-1, 1, 2).astype(np.float32)
+        else:
+            action = actor.act(torch.as_tensor(obs)[None])[0].numpy()
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        buf.add_many(obs[None], action[None], [reward], next_obs[None], [terminated])
+        obs = next_obs
+        if terminated or truncated:
+            obs, _ = env.reset()
+        if step >= 500:
+            losses.append(core.update(buf.sample(128))["critic_loss"])
+    learned_distance = _mean_final_distance(env, lambda o: actor.act(torch.as_tensor(o)[None], True)[0].numpy())
+    assert np.mean(losses[-300:]) < np.mean(losses[:300])
+    assert learned_distance < 0.6 * random_distance, (learned_distance, random_distance)
