@@ -231,3 +231,16 @@ def test_slurm_job_array_runs_the_grid(tmp_path):
         assert (run / "DONE").exists() and len(_curve(run)) == _expected_points(run)
     again = cli(*args, results=tmp_path)
     assert "0 ran, 2 already finished" in again.stdout
+
+
+def test_a_failing_job_is_reported_with_its_log_and_the_others_go_on(tmp_path):
+    env = {"SIMPL_BENCH_PLUGINS": "tests.plugins.failing_method", "PYTHONPATH": str(REPO)}
+    res = cli("--methods", "flaky", "--suite", SUITE, "--seeds", "0-3", "--quiet", results=tmp_path, env=env)
+    assert res.returncode == 1
+    runs = tmp_path / "smoke" / SUITE / "flaky"
+    assert sorted(p.parent.name for p in runs.glob("*/DONE")) == ["seed-0", "seed-2"]
+    for seed in (1, 3):
+        failed = (runs / f"seed-{seed}" / "FAILED").read_text()
+        assert "RuntimeError: deliberate failure for the test" in failed and "job.log" in failed
+        assert f"flaky/{SUITE}/seed-{seed}: RuntimeError: deliberate failure" in res.stdout
+        assert str(runs / f"seed-{seed}" / "job.log") in res.stdout

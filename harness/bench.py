@@ -1,0 +1,181 @@
+"""Benchmarks (never timed assertions in tests): `python -m harness.bench ...`
+
+    python -m harness.bench update --method sac            # our SAC update vs stable-baselines3's, same sizes
+    python -m harness.bench update --method spirl          # the skill-space (prior-KL) update
+    python -m harness.bench env maze                       # env steps/s, offline-data generation throughput
+    python -m harness.bench env kitchen
+
+Each measurement runs on one torch thread, reports the median of several timed blocks after a warm-up, and
+relates the update's counted matmul FLOPs (torch.utils.flop_counter) to this machine's measured `torch.mm` rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def timed(fn: Callable[[], None], min_block_s: float = 0.5, blocks: int = 5, warmup_s: float = 1.0) -> float:
+    """Median seconds per call over `blocks` blocks of about `min_block_s`, after `warmup_s` of warm-up."""
+    end = time.perf_counter() + warmup_s
+    n = 0
+    while time.perf_counter() < end or n < 3:
+        fn()
+        n += 1
+    per_call = warmup_s / n
+    reps = max(1, int(min_block_s / max(per_call, 1e-6)))
+    samples = []
+    for _ in range(blocks):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        samples.append((time.perf_counter() - t0) / reps)
+    return statistics.median(samples)
+
+
+def mm_rate(n: int = 1024) -> float:
+    """This machine's fp32 `torch.mm` rate (FLOP/s) at n×n, on the current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 / timed(lambda: torch.mm(a, b), min_block_s=0.3)
+
+
+def count_flops(fn: Callable[[], None]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def _report(name: str, seconds: float, flops: int, rate: float) -> str:
+    eff = (flops / rate) / seconds
+    return (f"{name}: {1 / seconds:8.1f} updates/s ({seconds * 1e3:.2f} ms), {flops / 1e6:.0f} MFLOP/update, "
+            f"{flops / seconds / 1e9:.1f} GFLOP/s = {eff:.0%} of torch.mm ({rate / 1e9:.0f} GFLOP/s)")
+
+
+# --- update benchmarks ----------------------------------------------------------------------------------------
+def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str, env_steps: int) -> None:
+    from methods.common.replay import ReplayBuffer
+    from methods.common.sac import SACCore, TanhGaussianActor, TwinQ
+    from tasks import get_suite
+
+    suite = get_suite(suite_name)
+    env = suite.make_env(suite.target_tasks[0], seed=0)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    rate = mm_rate()
+    torch.manual_seed(0)
+    core = SACCore(TanhGaussianActor(obs_dim, act_dim, hidden, n_hidden), TwinQ(obs_dim, act_dim, hidden, n_hidden),
+                   target_divergence=float(act_dim))
+    buf = ReplayBuffer(100_000, obs_dim, act_dim)
+    buf.add_many(np.random.randn(100_000, obs_dim), np.random.uniform(-1, 1, (100_000, act_dim)),
+                 np.random.rand(100_000), np.random.randn(100_000, obs_dim), np.zeros(100_000))
+    ours = timed(lambda: core.update(buf.sample(batch)))
+    flops = count_flops(lambda: core.update(buf.sample(batch)))
+    print(_report(f"sac update (ours, {n_hidden}x{hidden}, batch {batch})", ours, flops, rate))
+
+    # The same update inside a training loop: act, step the env, add, update (1 update per env step, as SB3).
+    obs, _ = env.reset()
+    state = {"obs": obs}
+
+    def loop_step():
+        with torch.inference_mode():
+            a = core.actor.act(torch.as_tensor(state["obs"], dtype=torch.float32)[None])[0].numpy()
+        nxt, r, term, trunc, _ = env.step(a)
+        buf.add_many(state["obs"][None], a[None], [r], nxt[None], [term])
+        state["obs"] = env.reset()[0] if term or trunc else nxt
+        core.update(buf.sample(batch))
+
+    ours_loop = timed(loop_step)
+    print(f"sac train loop (ours): {1 / ours_loop:8.1f} env steps/s = updates/s")
+
+    sb3_update, sb3_loop = _bench_sb3(env, hidden, n_hidden, batch, env_steps)
+    sb3_flops = flops  # same networks, same batch: same matmuls
+    print(_report(f"sac update (stable-baselines3 {__import__('stable_baselines3').__version__})", sb3_update,
+                  sb3_flops, rate))
+    print(f"sac train loop (stable-baselines3): {1 / sb3_loop:8.1f} env steps/s = updates/s")
+    print(f"ratio vs sb3: {sb3_loop / ours_loop:.2f} (train loop), {sb3_update / ours:.2f} (update alone)")
+
+
+def _bench_sb3(env, hidden: int, n_hidden: int, batch: int, env_steps: int) -> tuple[float, float]:
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    model = SAC("MlpPolicy", env, batch_size=batch, learning_starts=1_000, buffer_size=100_000, train_freq=1,
+                gradient_steps=1, seed=0, device="cpu", verbose=0,
+                policy_kwargs={"net_arch": [hidden] * n_hidden})
+    stamps: list[float] = []
+
+    class Stamp(BaseCallback):
+        def _on_step(self) -> bool:
+            stamps.append(time.perf_counter())
+            return True
+
+    model.learn(total_timesteps=1_000 + env_steps, callback=Stamp())
+    learning = np.diff(stamps[1_200:])  # after learning_starts and a short warm-up
+    blocks = np.array_split(learning, 5)
+    loop = statistics.median(float(b.mean()) for b in blocks)
+    update = timed(lambda: model.train(gradient_steps=1, batch_size=batch))
+    return update, loop
+
+
+def bench_spirl(hidden: int, n_hidden: int, batch: int, obs_dim: int, act_dim: int) -> None:
+    from methods.common.replay import ReplayBuffer
+    from methods.common.skill_policy import SkillSACSettings, SkillSpaceLearner
+    from methods.skill_model import SkillModel, SkillModelConfig
+
+    rate = mm_rate()
+    torch.manual_seed(0)
+    model = SkillModel(obs_dim, act_dim, SkillModelConfig()).freeze()
+    s = SkillSACSettings(hidden_dim=hidden, n_hidden=n_hidden, batch_size=batch, buffer_size=20_000, reuse_rate=256,
+                         alpha_init=0.05, target_kl=1.0, kl_clip=10.0, alpha_only_grows=False)
+    learner = SkillSpaceLearner(s, model, obs_dim, record_positions=False)
+    z = model.z_dim
+    learner.buffer.add_many(np.random.randn(20_000, obs_dim), np.random.randn(20_000, z), np.random.rand(20_000),
+                            np.random.randn(20_000, obs_dim), np.zeros(20_000))
+    buf: ReplayBuffer = learner.buffer
+    sec = timed(lambda: learner.core.update(buf.sample(batch)))
+    flops = count_flops(lambda: learner.core.update(buf.sample(batch)))
+    print(_report(f"spirl update (prior-KL SAC over skills, {n_hidden}x{hidden}, batch {batch}, obs {obs_dim}, "
+                  f"frozen prior incl.)", sec, flops, rate))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="what", required=True)
+    u = sub.add_parser("update", help="gradient-update throughput of a method's learner")
+    u.add_argument("--method", required=True, choices=("sac", "spirl"))
+    u.add_argument("--suite", default="maze-tiny", help="env used for shapes and the SB3 comparison")
+    u.add_argument("--hidden", type=int, default=256)
+    u.add_argument("--n-hidden", type=int, default=2, help="hidden layers (SB3's default net is 2 x 256)")
+    u.add_argument("--batch", type=int, default=256)
+    u.add_argument("--sb3-steps", type=int, default=2_400, help="SB3 learning steps to time")
+    u.add_argument("--threads", type=int, default=1)
+    e = sub.add_parser("env", help="env steps/s and offline-data generation throughput")
+    e.add_argument("domain", choices=("maze", "kitchen"))
+    e.add_argument("rest", nargs=argparse.REMAINDER)
+    args = p.parse_args(argv)
+    if args.what == "env":
+        import importlib
+
+        return importlib.import_module(f"tasks.{args.domain}.bench").main(args.rest) or 0
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    if args.method == "sac":
+        bench_sac(args.hidden, args.n_hidden, args.batch, args.suite, args.sb3_steps)
+    else:
+        from tasks import get_suite
+
+        suite = get_suite(args.suite)
+        env = suite.make_env(suite.target_tasks[0])
+        bench_spirl(args.hidden, args.n_hidden, args.batch, env.observation_space.shape[0], env.action_space.shape[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

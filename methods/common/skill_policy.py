@@ -1,0 +1,149 @@
+"""Acting in skill space: the high-level policy as a residual on the frozen skill prior, and the target-task
+learner that SPiRL uses (and SiMPL's and MTRL's fine-tuning phases reuse, with a fixed task embedding).
+
+One high-level step = H env steps of the frozen low-level decoder; its reward is the sum of the H rewards
+(reference implementation, "Hierarchy"). The regulariser is KL(π(z|s) ‖ p(z|s)) to the frozen prior (SiMPL
+paper eq. 1, eq. 5), handed to the shared SAC core as the actor's divergence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from methods.common.nets import gaussian_kl, mlp
+from methods.common.replay import ReplayBuffer
+from methods.common.sac import SACCore, TwinQ
+from methods.common.target_tasks import Episode
+from methods.skill_model import SkillModel, run_skill
+
+
+class PriorResidualActor(nn.Module):
+    """π(z | s[, e]) = N(μ_p(s) + μ_θ(s, e), 0.001 + softplus(softplus⁻¹(σ_p(s)) + ρ_θ(s, e))).
+
+    SiMPL appendix B.1.3 writes the residual on log σ; the reference code adds it before a softplus (used
+    here). With a zero residual head the policy *is* the prior (up to the 0.001 floor)."""
+
+    def __init__(self, in_dim: int, obs_dim: int, skill_model: SkillModel, hidden_dim: int, n_hidden: int):
+        super().__init__()
+        self.obs_dim, self.z_dim = obs_dim, skill_model.z_dim
+        self.residual = mlp(in_dim, 2 * self.z_dim, hidden_dim, n_hidden)
+        self.skill_model = skill_model  # frozen; its parameters are not in this module's optimiser
+        self.skill_model.requires_grad_(False)
+
+    def parameters(self, recurse: bool = True):  # the optimiser sees only the residual head
+        return self.residual.parameters(recurse)
+
+    def distribution(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        prior_mean, prior_std = self.skill_model.prior_dist(x[..., :self.obs_dim])
+        d_mean, d_scale = self.residual(x).chunk(2, dim=-1)
+        std = 1e-3 + nn.functional.softplus(_inv_softplus(prior_std) + d_scale)
+        return prior_mean + d_mean, std, prior_mean, prior_std
+
+    def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, std, p_mean, p_std = self.distribution(x)
+        z = mean + std * torch.randn_like(mean)
+        return z, gaussian_kl(mean, std, p_mean, p_std)  # analytic KL(π ‖ p), eq. 1
+
+    @torch.no_grad()
+    def act(self, x: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        mean, std, _, _ = self.distribution(x)
+        return mean if deterministic else mean + std * torch.randn_like(mean)
+
+
+def _inv_softplus(y: torch.Tensor) -> torch.Tensor:
+    return y + torch.log(-torch.expm1(-y))
+
+
+@dataclass
+class SkillSACSettings:
+    """What the skill-space target-task learner needs from a method's config."""
+
+    hidden_dim: int
+    n_hidden: int
+    batch_size: int
+    buffer_size: int
+    reuse_rate: float  # gradient steps per episode = reuse_rate × high-level transitions / batch_size
+    alpha_init: float
+    target_kl: float
+    kl_clip: float
+    alpha_only_grows: bool
+    lr: float = 3e-4
+    gamma: float = 0.99
+    tau: float = 0.005
+    eval_deterministic: bool = True
+
+
+class SkillSpaceLearner:
+    """Prior-KL-regularised SAC over skills on one target task (SPiRL; SiMPL/MTRL fine-tuning with `context`)."""
+
+    def __init__(self, s: SkillSACSettings, skill_model: SkillModel, obs_dim: int, record_positions: bool,
+                 context: torch.Tensor | None = None, device: torch.device = torch.device("cpu")):
+        self.s, self.model, self.device, self.record_positions = s, skill_model, device, record_positions
+        self.context = None if context is None else context.reshape(1, -1).to(device)
+        in_dim = obs_dim + (0 if context is None else self.context.shape[1])
+        z_dim = skill_model.z_dim
+        actor = PriorResidualActor(in_dim, obs_dim, skill_model, s.hidden_dim, s.n_hidden)
+        critic = TwinQ(in_dim, z_dim, s.hidden_dim, s.n_hidden)
+        self.core = SACCore(actor, critic, lr=s.lr, gamma=s.gamma, tau=s.tau, alpha_init=s.alpha_init,
+                            target_divergence=s.target_kl, alpha_only_grows=s.alpha_only_grows,
+                            divergence_clip=s.kl_clip).to(device)
+        self.buffer = ReplayBuffer(s.buffer_size, in_dim, z_dim, device)
+        self.last_stats: dict[str, float] = {}
+
+    def _input(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(1, -1)
+        return x if self.context is None else torch.cat([x, self.context], dim=-1)
+
+    def rollout(self, env: gym.Env, deterministic: bool) -> tuple[Episode, dict[str, np.ndarray]]:
+        obs, _ = env.reset()
+        rows: dict[str, list] = {"obs": [], "z": [], "reward": [], "next_obs": [], "terminated": []}
+        positions = [obs[:2].copy()] if self.record_positions else None
+        ret, success, steps, done = 0.0, False, 0, False
+        while not done:
+            x = self._input(obs)
+            z = self.core.actor.act(x, deterministic)[0]
+            next_obs, reward, terminated, truncated, info, n = run_skill(env, obs, z, self.model, self.device)
+            rows["obs"].append(x[0].cpu().numpy())
+            rows["z"].append(z.cpu().numpy())
+            rows["reward"].append(reward)
+            rows["next_obs"].append(self._input(next_obs)[0].cpu().numpy())
+            rows["terminated"].append(terminated)
+            ret, steps = ret + reward, steps + n
+            success = success or bool(info.get("success", False))
+            if positions is not None:
+                positions.append(next_obs[:2].copy())
+            obs, done = next_obs, terminated or truncated
+        arrays = {k: np.asarray(v, dtype=np.float32) for k, v in rows.items()}
+        pos = np.asarray(positions, dtype=np.float32) if positions is not None else None
+        return Episode(ret, success, steps, pos), arrays
+
+    def add(self, rows: dict[str, np.ndarray]) -> None:
+        self.buffer.add_many(rows["obs"], rows["z"], rows["reward"], rows["next_obs"], rows["terminated"])
+
+    def train_episode(self, env: gym.Env) -> Episode:
+        ep, rows = self.rollout(env, deterministic=False)
+        self.add(rows)
+        if len(self.buffer) >= self.s.batch_size:
+            for _ in range(max(1, round(self.s.reuse_rate * len(rows["z"]) / self.s.batch_size))):
+                self.last_stats = self.core.update(self.buffer.sample(self.s.batch_size))
+        return ep
+
+    def eval_episode(self, env: gym.Env) -> Episode:
+        return self.rollout(env, deterministic=self.s.eval_deterministic)[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"core": {k: v for k, v in self.core.state_dict().items() if ".skill_model." not in k},
+                "actor_opt": self.core.actor_opt.state_dict(), "critic_opt": self.core.critic_opt.state_dict(),
+                "alpha_opt": self.core.alpha_opt.state_dict(), "buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.core.load_state_dict(state["core"], strict=False)
+        for name in ("actor_opt", "critic_opt", "alpha_opt"):
+            getattr(self.core, name).load_state_dict(state[name])
+        self.buffer.load_state_dict(state["buffer"])

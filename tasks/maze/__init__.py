@@ -1,0 +1,105 @@
+"""The maze domain: SiMPL's 20×20 point-mass maze suites (the paper's Figures 4, 6, 7) and a tiny one.
+
+Importing this package registers the suites with `tasks.base.register_suite`:
+- `maze-40`, `maze-20`, `maze-10`: meta-train on 40/20/10 goals, target the 10 test goals (Figure 4, 6a).
+- `maze-top-aligned`, `maze-bottom-misaligned`: meta-train on 10 goals in the top quarter, target goals
+  aligned with them or not (Figure 6 b, c).
+- `maze-tiny`: a 7×7 maze for tests and the CPU demo (not one of the paper's).
+All start at the suite's start cell; a task is a goal, `Task("goal-12-7", {"goal": (12.0, 7.0)})`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import gymnasium as gym
+
+from tasks.base import Suite, Task, register_suite
+from tasks.maze.data import MazeOfflineData, PlannerDataConfig
+from tasks.maze.env import MazeEnvConfig, make_maze_env
+from tasks.maze.layout import load_goals, load_layout
+
+PAPER_LAYOUT = "maze_layout_20x20_seed0.txt"
+PAPER_START = (10.0, 10.0)  # SiMPL `size20_init_loc`
+PAPER_HORIZON = 2000  # SiMPL reference: time limit of 2000 env steps
+
+# One task-agnostic dataset for all five paper suites (they share the layout). 2000 episodes × 1000 steps =
+# 2M steps: "millions of steps" like D4RL's maze2d (maze2d-large: 4M) and SPiRL's maze data, built in about a
+# minute on one CPU core (see tasks/maze/bench.py), so a fresh checkout pays little for it.
+PAPER_DATA = PlannerDataConfig(layout_file=PAPER_LAYOUT, start=PAPER_START, n_episodes=2000, episode_steps=1000)
+PAPER_DATA_ID = "simpl-bench/maze20-planner-v0"
+
+TINY_LAYOUT = "maze_tiny_layout.txt"
+TINY_START = (4.0, 4.0)
+TINY_HORIZON = 300
+# 100 × 500 = 50k steps: a couple of seconds to build, and every cell of the 7×7 maze is crossed many times.
+TINY_DATA = PlannerDataConfig(layout_file=TINY_LAYOUT, start=TINY_START, n_episodes=100, episode_steps=500)
+TINY_DATA_ID = "simpl-bench/maze-tiny-planner-v0"
+
+
+def goal_task(goal: tuple[float, float]) -> Task:
+    x, y = goal
+    name = f"goal-{x:g}-{y:g}"
+    return Task(name=name, params={"goal": (float(x), float(y))})
+
+
+@dataclass(frozen=True)
+class MazeSuiteSpec:
+    name: str
+    description: str
+    layout_file: str
+    start: tuple[float, float]
+    train_goals_file: str
+    target_goals_file: str
+    horizon: int
+    data_id: str
+    data_config: PlannerDataConfig
+    fast: bool = False
+
+
+def make_env(task: Task, horizon: int, *, layout_file: str, start: tuple[float, float],
+             config: MazeEnvConfig | None = None) -> gym.Env:
+    """The suite's env factory: the point-mass maze for `task`'s goal inside a TimeLimit of `horizon`."""
+    if "goal" not in task.params:
+        raise ValueError(f"maze task {task.name!r} has no 'goal' param; maze tasks look like "
+                         f"Task('goal-12-7', {{'goal': (12, 7)}})")
+    return make_maze_env(load_layout(layout_file), task.params["goal"], start, horizon, config or MazeEnvConfig())
+
+
+def build_suite(spec: MazeSuiteSpec) -> Suite:
+    return Suite(
+        name=spec.name, domain="maze", description=spec.description,
+        meta_train_tasks=tuple(goal_task(g) for g in load_goals(spec.train_goals_file)),
+        target_tasks=tuple(goal_task(g) for g in load_goals(spec.target_goals_file)),
+        horizon=spec.horizon, metric="success_rate", max_score=1.0, fast=spec.fast,
+        env_factory=functools.partial(make_env, layout_file=spec.layout_file, start=spec.start),
+        offline_data=MazeOfflineData(spec.data_id, spec.data_config,
+                                     description=f"Point-mass maze offline data on {spec.layout_file}."),
+    )
+
+
+def _paper(name: str, description: str, train: str, target: str) -> MazeSuiteSpec:
+    return MazeSuiteSpec(name, description, PAPER_LAYOUT, PAPER_START, train, target, PAPER_HORIZON,
+                         PAPER_DATA_ID, PAPER_DATA)
+
+
+SPECS = (
+    _paper("maze-40", "20x20 point-mass maze, 40 meta-train goals, 10 target goals (paper Fig. 4)",
+           "flat_40t_train_goals.csv", "flat_test_goals.csv"),
+    _paper("maze-20", "20x20 point-mass maze, 20 meta-train goals, 10 target goals (paper Fig. 6a)",
+           "flat_20t_train_goals.csv", "flat_test_goals.csv"),
+    _paper("maze-10", "20x20 point-mass maze, 10 meta-train goals, 10 target goals (paper Fig. 6a)",
+           "flat_10t_train_goals.csv", "flat_test_goals.csv"),
+    _paper("maze-top-aligned", "20x20 maze, 10 meta-train goals at the top, targets aligned (paper Fig. 6b)",
+           "narrow_train_goals.csv", "narrow_top_test_goals.csv"),
+    _paper("maze-bottom-misaligned", "20x20 maze, 10 meta-train goals at the top, targets at the bottom "
+           "(paper Fig. 6c)", "narrow_train_goals.csv", "narrow_bottom_test_goals.csv"),
+    MazeSuiteSpec("maze-tiny", "7x7 point-mass maze, 6 meta-train goals, 3 targets, 300 steps (tests/demo)",
+                  TINY_LAYOUT, TINY_START, "tiny_train_goals.csv", "tiny_test_goals.csv", TINY_HORIZON,
+                  TINY_DATA_ID, TINY_DATA, fast=True),
+)
+SPECS_BY_NAME = {s.name: s for s in SPECS}
+
+for _spec in SPECS:
+    register_suite(_spec.name, _spec.description, functools.partial(build_suite, _spec))

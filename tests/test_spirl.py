@@ -1,0 +1,67 @@
+"""SPiRL: skill-space SAC with the prior-KL regulariser learns sparse maze tasks that flat SAC does not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness.context import JobContext, seed_everything
+from methods import get_method
+from methods.common.skill_policy import PriorResidualActor
+from methods.skill_model import SkillModel, SkillModelConfig, load_skill_model
+from methods.spirl import learner_settings
+from methods.common.skill_policy import SkillSpaceLearner
+from methods.sac import FlatSACLearner
+from tasks import get_suite
+
+
+def test_zero_residual_policy_is_the_prior():
+    torch.manual_seed(0)
+    model = SkillModel(4, 2, SkillModelConfig()).freeze()
+    actor = PriorResidualActor(4, 4, model, hidden_dim=16, n_hidden=1)
+    last = actor.residual[-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    s = torch.randn(32, 4)
+    mean, std, p_mean, p_std = actor.distribution(s)
+    assert torch.allclose(mean, p_mean) and torch.allclose(std, p_std, atol=2e-3)
+    _, kl = actor.sample(s)
+    assert kl.abs().max() < 1e-2
+    assert all(not p.requires_grad for p in model.parameters())
+    assert {id(p) for p in actor.parameters()} == {id(p) for p in actor.residual.parameters()}
+
+
+def _train_and_eval(learner, env, eval_env, episodes: int, n_eval: int) -> float:
+    for _ in range(episodes):
+        learner.train_episode(env)
+    return float(np.mean([learner.eval_episode(eval_env).success for _ in range(n_eval)]))
+
+
+@pytest.mark.slow
+def test_spirl_reaches_goals_that_sac_does_not_in_the_same_episodes(tmp_path):
+    suite = get_suite("maze-tiny")
+    skills = get_method("skills")
+    cfg = skills.resolve_config("smoke", suite, {"n_steps": 1500})
+    ctx = JobContext(method="skills", suite=suite, seed=0, scale="smoke", config=cfg, run_dir=tmp_path,
+                     show_progress=False)
+    seed_everything(0)
+    skills.run(ctx)
+    from harness.context import load_checked
+
+    model = load_skill_model(load_checked(tmp_path / "skill_model.pt"))
+    episodes, n_eval = 20, 4
+    scores: dict[str, list[float]] = {"spirl": [], "sac": []}
+    for ti, task in enumerate(suite.target_tasks):
+        for name in scores:
+            seed_everything(ti)
+            env, eval_env = suite.make_env(task, seed=ti), suite.make_env(task, seed=100 + ti)
+            method_cfg = get_method(name).resolve_config("smoke", suite)
+            if name == "spirl":
+                learner = SkillSpaceLearner(learner_settings(method_cfg), model, 4, record_positions=False)
+            else:
+                learner = FlatSACLearner(method_cfg, 4, 2, record_positions=False)
+            scores[name].append(_train_and_eval(learner, env, eval_env, episodes, n_eval))
+    print("success after", episodes, "episodes per target task:", scores)
+    # the issue's claim at smoke scale: SPiRL reaches a non-zero success rate that SAC does not
+    assert np.mean(scores["spirl"]) > 0.0 and np.mean(scores["sac"]) == 0.0, scores
