@@ -244,3 +244,61 @@ def test_a_failing_job_is_reported_with_its_log_and_the_others_go_on(tmp_path):
         assert "RuntimeError: deliberate failure for the test" in failed and "job.log" in failed
         assert f"flaky/{SUITE}/seed-{seed}: RuntimeError: deliberate failure" in res.stdout
         assert str(runs / f"seed-{seed}" / "job.log") in res.stdout
+
+
+# --- fuzzing the override parser ----------------------------------------------------------------------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40))
+def test_override_parser_never_crashes_on_arbitrary_text(text):
+    """Any --set text either parses into {method: {field: value}} or is a UsageError; nothing else escapes."""
+    try:
+        parsed = parse_overrides([text])
+    except UsageError:
+        return
+    (method, fields), = parsed.items()
+    (name, _), = fields.items()
+    assert text.split("=", 1)[0].strip() == f"{method}.{name}"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(["batch_size", "lr", "eval_deterministic", "episodes"]),
+       st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False), st.booleans(),
+                 st.text(max_size=8)))
+def test_override_values_are_type_checked_or_refused(tmp_path_factory, name, value):
+    root = tmp_path_factory.getbasetemp() / "fuzz"
+    try:
+        grid = build_grid("sac", SUITE, "1", "smoke", [f"sac.{name}={value}"], results_root=root)
+    except UsageError as e:
+        assert str(e).startswith("--set") and "sac." in str(e)
+        return
+    resolved = grid.jobs[0].config[name]
+    expected_type = {"batch_size": int, "episodes": int, "lr": float, "eval_deterministic": bool}[name]
+    assert type(resolved) is expected_type
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.skipif(not _slurm_up(), reason="no running SLURM here (sbatch/sinfo absent or no controller); "
+                                            "start one with .ci/start-slurm.sh")
+def test_slurm_preempted_job_is_requeued_by_submitit_and_resumes(tmp_path):
+    """USR2 is what SLURM sends before a time limit or on preemption (submitit's --signal): submitit checkpoints
+    the callable and requeues the array task; the requeued run resumes from the job's checkpoint."""
+    args = ["--methods", "sac", "--suite", SUITE, "--seeds", "1", "--quiet", "--executor", "slurm",
+            "--timeout-min", "10", "--set", "sac.episodes=16"]
+    run = tmp_path / "smoke" / SUITE / "sac" / "seed-0"
+    proc = subprocess.Popen([sys.executable, "-m", "harness.run", *args, "--results", str(tmp_path)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: (run / "curve.csv").exists() and (_curve(run)["task_index"] >= 1).any(), 300, "progress")
+    array_task = next(p.parent.name for p in (tmp_path / "smoke" / ".submitit").rglob("*_submitted.pkl"))
+    subprocess.run(["scancel", "--signal=USR2", array_task], check=True, timeout=30)
+    out, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, out + err[-3000:]
+    log = (run / "job.log").read_text()
+    assert "resumed from" in log, log[-2000:]
+    print(f"SLURM array task {array_task} was signalled, requeued and resumed")
+    curve = _curve(run)
+    assert (run / "DONE").exists() and len(curve) == _expected_points(run)
+    assert not curve.duplicated(["task_index", "episodes"]).any()
