@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,7 +154,7 @@ def run_job(spec: JobSpec, show_progress: bool = True) -> JobResult:
         logger.addHandler(handler)
         old_stderr = sys.stderr
         old_sigterm = None
-        if threading_is_main():
+        if threading.current_thread() is threading.main_thread():  # signal handlers: main thread only
             old_sigterm = signal.signal(signal.SIGTERM, _interrupted)
         try:
             with open(log_path, "a") as log_file:
@@ -191,12 +192,6 @@ def run_job(spec: JobSpec, show_progress: bool = True) -> JobResult:
                 signal.signal(signal.SIGTERM, old_sigterm)
 
 
-def threading_is_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
 def _as_fields(cls, values: dict) -> dict:
     """Turn JSON-ish values (lists) back into the dataclass's tuple fields."""
     out = dict(values)
@@ -211,5 +206,4 @@ class JobRunner(submitit.helpers.Checkpointable):
     resubmits the same spec; the method then resumes from its checkpoint file."""
 
     def __call__(self, spec: JobSpec, show_progress: bool = True) -> JobResult:
-        os.environ.setdefault("OMP_NUM_THREADS", str(spec.threads))
         return run_job(spec, show_progress=show_progress)

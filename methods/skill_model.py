@@ -30,7 +30,9 @@ LOG_STD_MIN, LOG_STD_MAX = -10.0, 4.0  # keeps exp(log std) finite; far outside 
 
 @dataclass
 class SkillModelConfig:
-    """Paper-scale defaults: SPiRL's closed-loop kitchen model (configs `skill_prior_learning/kitchen/hierarchical_cl`)."""
+    """Paper-scale defaults: SPiRL's closed-loop kitchen model (`configs/skill_prior_learning/kitchen/hierarchical_cl`).
+
+    Maze overrides (beta, decoder size, schedule) live in `methods/skills.py` (MAZE_SETTINGS)."""
 
     horizon: int = 10  # H: env steps per skill; windows hold H+1 states and H actions
     z_dim: int = 10  # dim z (SPiRL nz_vae)
@@ -147,7 +149,8 @@ class SkillModel(nn.Module):
         mu_q, std_q = self.encode(states, actions)
         z = mu_q + std_q * torch.randn_like(mu_q)  # reparameterised sample of q
         pred = self.decode(states[:, :-1], z)  # closed loop: a_t from (s_t, z)
-        # skill prior p(z | s_0): log-likelihood of the encoder's sample, gradient stopped into q (SPiRL nll_prior_train)
+        # skill prior p(z | s_0): log-likelihood of the encoder's sample, gradient stopped into q
+        # (SPiRL's nll_prior_train)
         mu_p, std_p = self._prior(states[:, 0])
         z_sg = z.detach()
         prior_nll = (0.5 * ((z_sg - mu_p) / std_p).square() + std_p.log() + 0.5 * math.log(2 * math.pi)).sum(-1)

@@ -52,7 +52,8 @@ def scale_settings(scale: str, suite: "Suite") -> dict[str, Any]:
 def run(ctx: "JobContext") -> None:
     cfg: SkillModelConfig = ctx.config
     if ctx.suite.offline_data is None:
-        raise ValueError(f"suite {ctx.suite.name!r} has no offline data; the skills stage needs a suite that provides it")
+        raise ValueError(f"suite {ctx.suite.name!r} has no offline data; the skills stage needs a suite that "
+                         f"provides it")
     episodes = episodes_from_dataset(ctx.suite.offline_data.load(progress=ctx.show_progress))
     # The split and the held-out windows depend on the seed only, so a resumed job measures on the same windows.
     train_eps, held_eps = split_episodes(episodes, cfg.heldout_fraction, np.random.default_rng([ctx.seed, 1]))
@@ -108,7 +109,8 @@ def run(ctx: "JobContext") -> None:
                        **{f"heldout_{k}": v for k, v in evaluate(model, eval_windows, mean_action).items()}}
                 history.append(row)
                 ctx.log("skills: " + " ".join(f"{k}={v:.4g}" for k, v in row.items()))
-                bar.set_postfix(rec=f"{row['heldout_reconstruction_mse']:.3g}", prior_kl=f"{row['heldout_prior_kl']:.3g}")
+                bar.set_postfix(rec=f"{row['heldout_reconstruction_mse']:.3g}",
+                                prior_kl=f"{row['heldout_prior_kl']:.3g}")
             if step % cfg.checkpoint_every == 0 or step == total:
                 checkpoint()
     elapsed = time.perf_counter() - start_time
@@ -122,7 +124,10 @@ def run(ctx: "JobContext") -> None:
         "mean_action_baseline_mse": final["mean_action_baseline_mse"],
         "baseline_over_reconstruction": final["mean_action_baseline_mse"] / max(final["reconstruction_mse"], 1e-12),
         "heldout_prior_kl": final["prior_kl"], "heldout_kl_to_unit": final["kl_to_unit"],
+        # held-out KL(q || p) over training, and KL(q || N(0, I)) beside it: the learned prior's gain over the
+        # fixed one is their difference (the absolute KL also moves with how much the encoder puts into z)
         "prior_kl_trajectory": [[r["step"], r["heldout_prior_kl"]] for r in history],
+        "kl_to_unit_trajectory": [[r["step"], r["heldout_kl_to_unit"]] for r in history],
         "train_steps_per_s": (step - start_step) / elapsed if step > start_step and elapsed > 0 else None,
         "history": history,
     }

@@ -128,6 +128,7 @@ def test_prior_kl_to_encoder_falls(trained):
     kl = [v for _, v in trajectory]
     assert kl[-1] < 0.85 * kl[0] and kl[-1] == pytest.approx(m["heldout_prior_kl"]), kl
     assert m["heldout_prior_kl"] < m["heldout_kl_to_unit"], m
+    assert [s for s, _ in m["kl_to_unit_trajectory"]] == [200, 400, 600, 800, 1000, 1200]
 
 
 def test_artifact_is_checksummed_and_loads_frozen(trained, tmp_path):
