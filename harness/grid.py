@@ -163,8 +163,7 @@ def build_grid(methods: str, suite: str, seeds: str, scale: str = "smoke", overr
 
     specs = {n: get_method(n) for n in method_names}
     for spec in list(specs.values()):
-        for stage in spec.prerequisites:
-            specs.setdefault(stage, get_method(stage))
+        _add_prerequisites(spec, specs)
     parsed = parse_overrides(overrides or [])
     for key in parsed:
         if key not in specs:
@@ -193,16 +192,49 @@ def build_grid(methods: str, suite: str, seeds: str, scale: str = "smoke", overr
 
     stage_dirs: dict[tuple[str, int], Path] = {}
     stages: list[JobSpec] = []
-    for name, spec in specs.items():
-        if spec.stage:
-            for seed in seed_list:
-                job = make(name, seed)
-                stage_dirs[(name, seed)] = Path(job.run_dir)
-                stages.append(job)
+    for name in _stages_in_dependency_order(specs):  # a stage's own prerequisites get their run dirs first
+        for seed in seed_list:
+            job = make(name, seed)
+            stage_dirs[(name, seed)] = Path(job.run_dir)
+            stages.append(job)
     jobs = [make(name, seed) for name in method_names for seed in seed_list]
     result = Grid(name=grid_name, root=root, stages=stages, jobs=jobs)
     check_compatible(result)
     return result
+
+
+def _add_prerequisites(spec: MethodSpec, specs: dict[str, MethodSpec]) -> None:
+    """Add `spec`'s prerequisite stages to `specs`, and theirs (a stage may need another, e.g. simpl-meta needs skills)."""
+    for stage in spec.prerequisites:
+        if stage not in specs:
+            specs[stage] = get_method(stage)
+            _add_prerequisites(specs[stage], specs)
+
+
+def _stages_in_dependency_order(specs: dict[str, MethodSpec]) -> list[str]:
+    """The stage names of `specs`, every stage after the stages it needs."""
+    ordered: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            raise UsageError(f"stages depend on each other in a cycle: {' -> '.join(path + (name,))}")
+        for prerequisite in specs[name].prerequisites:
+            visit(prerequisite, path + (name,))
+        if name not in ordered:
+            ordered.append(name)
+
+    for name, spec in specs.items():
+        if spec.stage:
+            visit(name, ())
+    return ordered
+
+
+def stage_waves(stages: list[JobSpec]) -> list[list[JobSpec]]:
+    """Split the (dependency-ordered) stage jobs into waves: a stage runs one wave after the stages it needs."""
+    depth: dict[str, int] = {}
+    for job in stages:
+        depth[job.run_dir] = 1 + max((depth[d] for d in job.prerequisites.values() if d in depth), default=-1)
+    return [[j for j in stages if depth[j.run_dir] == k] for k in range(max(depth.values(), default=-1) + 1)]
 
 
 def check_compatible(grid: Grid) -> None:

@@ -1,6 +1,7 @@
 """Launch a grid through submitit: `local` (subprocesses, at most `max_parallel` at once), `debug` (in-process)
-or `slurm` (one job array per wave). Shared stages (the skill model) form the first wave; the comparison's jobs
-the second, started once the stages they need have finished. Finished jobs are skipped, others resume.
+or `slurm` (one job array per wave). Shared stages (the skill model) form the first wave(s), a stage that needs
+another one wave later (SiMPL's meta-training needs the skills); the comparison's jobs the last wave, started once
+the stages they need have finished. Finished jobs are skipped, others resume.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from rich.live import Live
 from rich.table import Table
 
 from harness import store
-from harness.grid import Grid, JobSpec, UsageError
+from harness.grid import Grid, JobSpec, UsageError, stage_waves
 from harness.job import JobResult, JobRunner
 
 
@@ -139,7 +140,7 @@ def launch(grid: Grid, options: LaunchOptions) -> list[JobResult]:
     executor = make_executor(options, folder, threads)
     with _Board(grid.all_jobs, options.quiet) as board:
         failed_stages: set[str] = set()
-        for wave in (grid.stages, grid.jobs):
+        for wave in (*stage_waves(grid.stages), grid.jobs):  # a stage that needs another runs a wave later
             todo, blocked = [], []
             for spec in wave:
                 if store.is_done(Path(spec.run_dir)):
@@ -154,7 +155,7 @@ def launch(grid: Grid, options: LaunchOptions) -> list[JobResult]:
                 results.append(res)
             wave_results = _run_wave(executor, todo, options, board)
             results.extend(wave_results)
-            failed_stages |= {r.run_dir for r in wave_results if r.status != "done" and r.status != "skipped"}
+            failed_stages |= {r.run_dir for r in wave_results if r.status == "failed"}
     return results
 
 

@@ -117,11 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    failed = [r for r in results if r.status not in ("done", "skipped")]
+    failed = [r for r in results if r.status == "failed"]
+    busy = [r for r in results if r.status == "busy"]
     done = sum(r.status == "done" for r in results)
     skipped = sum(r.status == "skipped" for r in results)
-    print(f"grid {grid.name!r}: {done} ran, {skipped} already finished, {len(failed)} failed or not run")
-    for r in failed:
+    print(f"grid {grid.name!r}: {done} ran, {skipped} already finished, {len(failed)} failed or not run"
+          + (f", {len(busy)} running in another launcher" if busy else ""))
+    for r in failed + busy:
         print(f"  {r.status}: {r.label}: {r.message}")
     return 1 if failed else 0
 

@@ -302,3 +302,61 @@ def test_slurm_preempted_job_is_requeued_by_submitit_and_resumes(tmp_path):
     curve = _curve(run)
     assert (run / "DONE").exists() and len(curve) == _expected_points(run)
     assert not curve.duplicated(["task_index", "episodes"]).any()
+
+
+# --- faults -------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_two_launchers_on_one_grid_run_each_job_once(tmp_path):
+    """A lock per run directory: the second launcher leaves jobs held by the first alone (reported as
+    running elsewhere) and nothing is duplicated or corrupted."""
+    args = [sys.executable, "-m", "harness.run", "--methods", "sac", "--suite", SUITE, "--seeds", "2", "--quiet",
+            "--max-parallel", "1", "--results", str(tmp_path)]
+    first = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run0 = tmp_path / "smoke" / SUITE / "sac" / "seed-0"
+    _wait_for(lambda: (run0 / "config.json").exists(), 120, "the first launcher to start seed 0")
+    second = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+    out_first, _ = first.communicate(timeout=600)
+    assert first.returncode == 0 and second.returncode == 0, second.stdout + second.stderr[-2000:]
+    assert "running in another launcher" in second.stdout or "already finished" in second.stdout
+    for seed in (0, 1):
+        run = tmp_path / "smoke" / SUITE / "sac" / f"seed-{seed}"
+        curve = _curve(run)
+        assert (run / "DONE").exists() and len(curve) == _expected_points(run)
+        assert not curve.duplicated(["task_index", "episodes"]).any()
+        assert (run / "job.log").read_text().count("job sac/") == 2  # started once, finished once
+
+
+def test_unwritable_results_folder_is_a_usage_error(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the results folder should be")
+    res = cli("--methods", "sac", "--suite", SUITE, "--seeds", "1", results=blocker / "results")
+    assert res.returncode == 2 and "not writable" in res.stderr and "--results" in res.stderr
+
+
+def test_corrupt_checkpoint_is_detected_and_the_job_starts_over(tmp_path):
+    from harness.context import CorruptFileError, load_checked, save_checked
+
+    path = tmp_path / "checkpoint.pt"
+    save_checked(path, {"x": 1})
+    assert load_checked(path) == {"x": 1}
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF  # one flipped byte
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match="checksum"):
+        load_checked(path)
+    path.write_bytes(data[:20])  # truncated
+    with pytest.raises(CorruptFileError):
+        load_checked(path)
+
+    # through a real job: a corrupt checkpoint in an unfinished run is reported in the log and not used
+    res = cli("--methods", "sac", "--suite", SUITE, "--seeds", "1", "--quiet", "--executor", "debug",
+              "--set", "sac.episodes=4", results=tmp_path / "r")
+    run = tmp_path / "r" / "smoke" / SUITE / "sac" / "seed-0"
+    assert res.returncode == 0
+    (run / "DONE").unlink()
+    (run / "checkpoint.pt").write_bytes(b"garbage")
+    again = cli("--methods", "sac", "--suite", SUITE, "--seeds", "1", "--quiet", "--executor", "debug",
+                "--set", "sac.episodes=4", results=tmp_path / "r")
+    assert again.returncode == 0 and (run / "DONE").exists()
+    assert "(bad header); starting this job over" in (run / "job.log").read_text()
+    assert len(_curve(run)) == _expected_points(run)
