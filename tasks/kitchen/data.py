@@ -40,6 +40,7 @@ import gymnasium as gym
 import numpy as np
 
 from harness import store
+from tasks.minari_store import minari_root
 from tasks.kitchen.demonstrator import ARM_Q_HIGH, ARM_Q_LOW, HOME_ARM_QPOS, Demonstrator, Style
 from tasks.kitchen.env import ACTION_DIM, OBS_DIM, SUBTASKS, make_kitchen_env
 
@@ -74,20 +75,6 @@ def is_local(dataset_id: str) -> bool:
     return (dataset_dir(dataset_id) / "data").exists()
 
 
-@contextmanager
-def _minari_root(path: Path) -> Iterator[None]:
-    """Point Minari at another datasets folder for a while (it reads MINARI_DATASETS_PATH on every call)."""
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(path)
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["MINARI_DATASETS_PATH"]
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = old
-
-
 def write_minari_dataset(dataset_id: str, buffers: list, description: str, algorithm: str,
                          report: dict[str, Any] | None = None):
     """Create the Minari dataset `dataset_id` from EpisodeBuffers, atomically: it is built in a temporary
@@ -97,7 +84,7 @@ def write_minari_dataset(dataset_id: str, buffers: list, description: str, algor
     final = dataset_dir(dataset_id)
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final.parent, prefix=".building-") as tmp:
-        with _minari_root(Path(tmp)), warnings.catch_warnings():
+        with minari_root(Path(tmp)), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*(eval_env|env_spec).*")  # no gym id: spaces are given
             minari.create_dataset_from_buffers(
                 dataset_id=dataset_id, buffer=buffers, env=None, algorithm_name=algorithm,

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from tasks.maze.env import MazeEnvConfig, PointMazeEnv
 from tasks.maze.layout import cell_center, load_layout
 from tasks.maze.planner import ControllerConfig, WaypointController, bfs_distances
+from tasks.minari_store import minari_root
 
 # Bump when the generator's *code* changes what it produces (the config hash covers the settings).
 GENERATOR_REVISION = 1
@@ -136,20 +137,6 @@ def datasets_root() -> Path:
 
 
 @contextlib.contextmanager
-def _minari_root(path: Path) -> Iterator[None]:
-    """Point Minari at another datasets folder for the duration (it reads the variable on every call)."""
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(path)
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["MINARI_DATASETS_PATH"]
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = old
-
-
-@contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
@@ -237,7 +224,7 @@ class MazeOfflineData:
         try:
             buffers = _episode_buffers(self.config, progress, desc=f"generating {self.dataset_id}")
             env = PointMazeEnv(load_layout(self.config.layout_file), None, self.config.start, self.config.env)
-            with _minari_root(scratch), warnings.catch_warnings():
+            with minari_root(scratch), warnings.catch_warnings():
                 for expected in (".*author_email.*", ".*eval_env.*", ".*env_spec is None.*"):  # by design
                     warnings.filterwarnings("ignore", message=expected)
                 dataset = minari.create_dataset_from_buffers(
