@@ -135,12 +135,12 @@ class SACCore(nn.Module):
         self.critic.requires_grad_(True)
 
         if self.auto_alpha:
-            old = self.log_alpha.detach().clone()
+            old = self.log_alpha.detach().clone() if self.alpha_only_grows else None
             alpha_loss = -(self.log_alpha * (div.mean() - self.target_divergence))
             self.alpha_opt.zero_grad(set_to_none=True)
             alpha_loss.backward()
             self.alpha_opt.step()
-            if self.alpha_only_grows:
+            if old is not None:
                 with torch.no_grad():
                     self.log_alpha.clamp_(min=old)
 
