@@ -2,6 +2,7 @@
 
     python -m harness.bench update --method sac            # our SAC update vs stable-baselines3's, same sizes
     python -m harness.bench update --method spirl          # the skill-space (prior-KL) update
+    python -m harness.bench update --method simpl --suite maze-40 --scale paper   # one SiMPL meta-training step
     python -m harness.bench env maze                       # env steps/s, offline-data generation throughput
     python -m harness.bench env kitchen
 
@@ -149,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
     u = sub.add_parser("update", help="gradient-update throughput of a method's learner")
-    u.add_argument("--method", required=True, choices=("sac", "spirl"))
+    u.add_argument("--method", required=True, choices=("sac", "spirl", "simpl"))
+    u.add_argument("--scale", default="paper", help="simpl: the scale whose meta-training step is timed")
     u.add_argument("--suite", default="maze-tiny", help="env used for shapes and the SB3 comparison")
     u.add_argument("--hidden", type=int, default=256)
     u.add_argument("--n-hidden", type=int, default=2, help="hidden layers (SB3's default net is 2 x 256)")
@@ -166,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         return importlib.import_module(f"tasks.{args.domain}.bench").main(args.rest) or 0
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    if args.method == "sac":
+    if args.method == "simpl":
+        from methods.simpl import bench_meta_step
+
+        bench_meta_step(args.suite, args.scale)
+    elif args.method == "sac":
         bench_sac(args.hidden, args.n_hidden, args.batch, args.suite, args.sb3_steps)
     else:
         from tasks import get_suite

@@ -9,7 +9,7 @@ but hidden from `all`; a method lists the stages it needs and the harness runs e
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:

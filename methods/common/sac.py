@@ -102,15 +102,20 @@ class SACCore(nn.Module):
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.detach().exp()
 
-    def _clip(self, divergence: torch.Tensor) -> torch.Tensor:
+    def clip_divergence(self, divergence: torch.Tensor) -> torch.Tensor:
         # The reference SiMPL clips the KL in the critic target (kl_clip) so one bad state cannot dominate.
         return divergence if self.divergence_clip is None else divergence.clamp(max=self.divergence_clip)
+
+    @torch.no_grad()
+    def polyak(self) -> None:
+        """Move the target critics towards the online ones by τ, in one fused call."""
+        torch._foreach_lerp_(self._target, self._online, self.tau)
 
     def critic_loss(self, batch: Batch) -> torch.Tensor:
         with torch.no_grad():
             next_action, next_div = self.actor.sample(batch.next_obs)
             q1_t, q2_t = self.critic_target(batch.next_obs, next_action)
-            soft_v = torch.min(q1_t, q2_t) - self.alpha * self._clip(next_div)
+            soft_v = torch.min(q1_t, q2_t) - self.alpha * self.clip_divergence(next_div)
             target = batch.reward + self.gamma * (1.0 - batch.terminated) * soft_v
         q1, q2 = self.critic(batch.obs, batch.action)
         return 0.5 * ((q1 - target).square().mean() + (q2 - target).square().mean())
@@ -144,7 +149,6 @@ class SACCore(nn.Module):
                 with torch.no_grad():
                     self.log_alpha.clamp_(min=old)
 
-        with torch.no_grad():
-            torch._foreach_lerp_(self._target, self._online, self.tau)  # Polyak averaging in one fused call
+        self.polyak()
         return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "divergence": div.mean().item(),
                 "alpha": self.alpha.item()}

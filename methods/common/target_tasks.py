@@ -46,11 +46,11 @@ class LoopSettings:
     checkpoint_every: int = 10  # episodes
 
 
-def _env_rng(env: gym.Env) -> dict:
+def env_rng_state(env: gym.Env) -> dict:
     return env.unwrapped.np_random.bit_generator.state
 
 
-def _set_env_rng(env: gym.Env, state: dict) -> None:
+def set_env_rng_state(env: gym.Env, state: dict) -> None:
     env.unwrapped.np_random.bit_generator.state = state
 
 
@@ -68,8 +68,8 @@ def learn_target_tasks(ctx: JobContext, make_learner: Callable[[int, Task, gym.E
         if state.get("learner") is not None and state["task_index"] == ti:  # resume mid-task
             learner.load_state_dict(state["learner"])
             episode, env_steps, last_eval = state["episode"], state["env_steps"], state["last_eval"]
-            _set_env_rng(env, state["env_rng"])
-            _set_env_rng(eval_env, state["eval_env_rng"])
+            set_env_rng_state(env, state["env_rng"])
+            set_env_rng_state(eval_env, state["eval_env_rng"])
             ctx.restore_rng()  # building the learner drew from the RNG; continue the saved stream
         bar = ctx.progress(loop.episodes, f"task {ti + 1}/{len(suite.target_tasks)} {task.name}", initial=episode)
 
@@ -87,7 +87,7 @@ def learn_target_tasks(ctx: JobContext, make_learner: Callable[[int, Task, gym.E
         def save() -> None:
             ctx.save_checkpoint({"task_index": ti, "learner": learner.state_dict(), "episode": episode,
                                  "env_steps": env_steps, "last_eval": last_eval,
-                                 "env_rng": _env_rng(env), "eval_env_rng": _env_rng(eval_env)})
+                                 "env_rng": env_rng_state(env), "eval_env_rng": env_rng_state(eval_env)})
 
         while True:
             if (episode % loop.eval_every == 0 or episode == loop.episodes) and last_eval != episode:

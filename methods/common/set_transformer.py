@@ -1,0 +1,88 @@
+"""Set Transformer (Lee et al. 2019) as SiMPL's task encoder q(e | c) (paper §4.2, appendix B.1.2).
+
+A context c is a *set* of high-level transitions; the encoder must not depend on their order. Layers (appendix
+B.1.2): 2 × ISAB (32 inducing points) → PMA (1 seed) → 3-layer MLP, width 128, 4 heads; the head outputs the mean
+and std of a diagonal Gaussian posterior over e. Attention blocks are Lee et al.'s MAB without LayerNorm (their
+default `ln=False`, as in the reference implementation): H = X + Attn(X, Y); MAB = H + relu(fc_o(H)).
+
+Everything is batched over sets: input (n_sets, set_size, dim), one call encodes every set; the heads are split by
+a reshape and attention runs in `scaled_dot_product_attention` (no per-head loop or concatenation).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from methods.common.nets import mlp
+
+
+class MAB(nn.Module):
+    """Multihead attention block: queries X (n, q, d_q) attend to Y (n, k, d_k)."""
+
+    def __init__(self, q_dim: int, k_dim: int, dim: int, n_heads: int):
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"attention width {dim} is not divisible by {n_heads} heads")
+        self.n_heads = n_heads
+        self.fc_q, self.fc_k, self.fc_v = nn.Linear(q_dim, dim), nn.Linear(k_dim, dim), nn.Linear(k_dim, dim)
+        self.fc_o = nn.Linear(dim, dim)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # (n, t, dim) -> (n, heads, t, dim/heads)
+        n, t, d = x.shape
+        return x.view(n, t, self.n_heads, d // self.n_heads).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        q = self.fc_q(x)
+        # Lee et al. scale the logits by sqrt(dim) of the whole width, not of one head; keep their scale.
+        attn = F.scaled_dot_product_attention(self._heads(q), self._heads(self.fc_k(y)), self._heads(self.fc_v(y)),
+                                              scale=q.shape[-1] ** -0.5)
+        h = q + attn.transpose(1, 2).reshape(q.shape)
+        return h + F.relu(self.fc_o(h))
+
+
+class ISAB(nn.Module):
+    """Induced set attention block: m inducing points summarise the set, the set attends back to them (O(n·m))."""
+
+    def __init__(self, in_dim: int, dim: int, n_heads: int, n_inducing: int):
+        super().__init__()
+        self.inducing = nn.Parameter(torch.empty(1, n_inducing, dim))
+        nn.init.xavier_uniform_(self.inducing)
+        self.mab_summary = MAB(dim, in_dim, dim, n_heads)
+        self.mab_back = MAB(in_dim, dim, dim, n_heads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.mab_summary(self.inducing.expand(x.shape[0], -1, -1), x)
+        return self.mab_back(x, h)
+
+
+class PMA(nn.Module):
+    """Pooling by multihead attention: k learned seeds attend to the set."""
+
+    def __init__(self, dim: int, n_heads: int, n_seeds: int = 1):
+        super().__init__()
+        self.seeds = nn.Parameter(torch.empty(1, n_seeds, dim))
+        nn.init.xavier_uniform_(self.seeds)
+        self.mab = MAB(dim, dim, dim, n_heads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mab(self.seeds.expand(x.shape[0], -1, -1), x)
+
+
+class SetTransformerEncoder(nn.Module):
+    """q(e | c) = N(μ_e(c), σ_e(c)): sets (n_sets, set_size, in_dim) -> (μ_e, σ_e), each (n_sets, e_dim)."""
+
+    def __init__(self, in_dim: int, e_dim: int, hidden_dim: int = 128, n_heads: int = 4, n_inducing: int = 32,
+                 n_isab: int = 2, head_layers: int = 3):
+        super().__init__()
+        blocks = [ISAB(in_dim if i == 0 else hidden_dim, hidden_dim, n_heads, n_inducing) for i in range(n_isab)]
+        self.isabs = nn.Sequential(*blocks)
+        self.pma = PMA(hidden_dim, n_heads, n_seeds=1)
+        self.head = mlp(hidden_dim, 2 * e_dim, hidden_dim, n_hidden=head_layers - 1)  # head_layers Linear layers
+        self.e_dim = e_dim
+
+    def forward(self, sets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = self.pma(self.isabs(sets))[:, 0]
+        mean, pre_std = self.head(pooled).chunk(2, dim=-1)
+        return mean, F.softplus(pre_std) + 1e-4  # softplus std: no exp blow-up on large contexts
