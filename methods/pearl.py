@@ -266,20 +266,8 @@ class PEARLMetaTrainer:
         (critic_loss + cfg.kl_lambda * kl.sum()).backward()
         core.critic_opt.step()
         self.encoder_opt.step()
-        # actor and α on the same rows with e detached: the policy step never updates the encoder. (This is
-        # SACCore.update's second half; its first half cannot be reused because the encoder must see the TD loss.)
-        obs = flat.obs.detach()
-        core.critic.requires_grad_(False)
-        actor_loss, div = core.actor_loss(obs)
-        core.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        core.actor_opt.step()
-        core.critic.requires_grad_(True)
-        alpha_loss = -(core.log_alpha * (div.mean() - core.target_divergence))
-        core.alpha_opt.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        core.alpha_opt.step()
-        core.polyak()
+        # actor, α and Polyak on the same rows with e detached: the policy step never updates the encoder
+        actor_loss, div = core.actor_alpha_step(flat.obs.detach())
         self.updates += 1
         return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "kl": kl.detach().mean(),
                 "log_pi": div.mean()}

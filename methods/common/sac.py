@@ -125,15 +125,11 @@ class SACCore(nn.Module):
         q1, q2 = self.critic(obs, action)
         return (self.alpha * div - torch.min(q1, q2)).mean(), div.detach()
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        """One SAC gradient step: critic, actor, temperature, Polyak."""
-        critic_loss = self.critic_loss(batch)
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
-
+    def actor_alpha_step(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The second half of an update: actor step, temperature step, Polyak. Methods whose critic step differs
+        (PEARL's also trains the encoder) do their own critic step and then call this."""
         self.critic.requires_grad_(False)  # the actor step must not spend a backward pass on critic weights
-        actor_loss, div = self.actor_loss(batch.obs)
+        actor_loss, div = self.actor_loss(obs)
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
@@ -148,7 +144,16 @@ class SACCore(nn.Module):
             if old is not None:
                 with torch.no_grad():
                     self.log_alpha.clamp_(min=old)
-
         self.polyak()
+        return actor_loss, div
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One SAC gradient step: critic, actor, temperature, Polyak."""
+        critic_loss = self.critic_loss(batch)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+
+        actor_loss, div = self.actor_alpha_step(batch.obs)
         return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "divergence": div.mean().item(),
                 "alpha": self.alpha.item()}
