@@ -81,6 +81,7 @@ class JobContext:
     artifact_dirs: dict[str, Path] = field(default_factory=dict)  # stage name -> its run dir
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     show_progress: bool = True
+    shard: int | None = None  # which shard of a sharded stage this job is
     curve_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -92,7 +93,8 @@ class JobContext:
         self.logger.info(msg)
 
     def progress(self, total: int, desc: str, initial: int = 0) -> tqdm:
-        return tqdm(total=total, initial=initial, desc=f"{self.method}/{self.suite.name}/s{self.seed} {desc}",
+        where = f"{self.method}/{self.suite.name}/s{self.seed}" + ("" if self.shard is None else f"/{self.shard}")
+        return tqdm(total=total, initial=initial, desc=f"{where} {desc}",
                     file=sys.stderr, mininterval=2.0, disable=not self.show_progress, dynamic_ncols=False)
 
     # --- checkpoints ----------------------------------------------------------------------------------
@@ -130,11 +132,13 @@ class JobContext:
 
     # --- the learning curve ---------------------------------------------------------------------------
     def add_eval(self, task_index: int, episodes: int, env_steps: int, score: float, success_rate: float,
-                 n_eval_episodes: int, phase: str = "train") -> None:
-        task = self.suite.target_tasks[task_index]
+                 n_eval_episodes: int, phase: str = "train", task_name: str | None = None) -> None:
+        """One point of the curve; `task_index` indexes the suite's target tasks unless `task_name` says which task
+        it is (a stage learning meta-train tasks)."""
+        task_name = task_name or self.suite.target_tasks[task_index].name
         self.curve_rows.append({
             "schema_version": store.SCHEMA_VERSION, "method": self.method, "suite": self.suite.name,
-            "seed": self.seed, "task_index": task_index, "task": task.name, "episodes": int(episodes),
+            "seed": self.seed, "task_index": task_index, "task": task_name, "episodes": int(episodes),
             "env_steps": int(env_steps), "score": float(score), "success_rate": float(success_rate),
             "n_eval_episodes": int(n_eval_episodes), "phase": phase,
         })
@@ -146,10 +150,13 @@ class JobContext:
         save_checked(path, obj)
         return path
 
-    def load_artifact(self, stage: str, name: str) -> Any:
+    def load_artifact(self, stage: str, name: str, shard: int | None = None) -> Any:
+        """A prerequisite stage's artifact `name` (of its shard `shard`, for a sharded stage)."""
         if stage not in self.artifact_dirs:
             raise KeyError(f"{self.method} did not declare the prerequisite stage {stage!r}")
         stage_dir = self.artifact_dirs[stage]
+        if shard is not None:
+            stage_dir = stage_dir / store.shard_dir_name(shard)
         if not store.is_done(stage_dir):
             raise store.StoreError(f"prerequisite {stage!r} in {stage_dir} is not finished; rerun the grid")
         return load_checked(stage_dir / f"{name}.pt")

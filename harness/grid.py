@@ -113,16 +113,26 @@ class JobSpec:
     threads: int = 1
     device: str = "cpu"
     stage: bool = False
+    shard: int | None = None  # which shard of a sharded stage (e.g. the meta-train task index)
 
     @property
     def label(self) -> str:
-        return f"{self.method}/{self.suite}/seed-{self.seed}"
+        label = f"{self.method}/{self.suite}/seed-{self.seed}"
+        return label if self.shard is None else f"{label}/{store.shard_dir_name(self.shard)}"
+
+    @property
+    def stage_dir(self) -> str:
+        """The directory the jobs that need this one are pointed at: a shard's parent holds all its shards."""
+        return self.run_dir if self.shard is None else str(Path(self.run_dir).parent)
 
 
-def job_id_of(method: str, key: str, seed: int, scale: str, config: dict[str, Any]) -> str:
+def job_id_of(method: str, key: str, seed: int, scale: str, config: dict[str, Any], shard: int | None = None) -> str:
     """A stable hash of what determines a job's results (not of where it writes)."""
-    blob = json.dumps({"method": method, "key": key, "seed": seed, "scale": scale, "config": config,
-                       "schema": store.SCHEMA_VERSION}, sort_keys=True, default=str)
+    what = {"method": method, "key": key, "seed": seed, "scale": scale, "config": config,
+            "schema": store.SCHEMA_VERSION}
+    if shard is not None:
+        what["shard"] = shard
+    blob = json.dumps(what, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -175,28 +185,32 @@ def build_grid(methods: str, suite: str, seeds: str, scale: str = "smoke", overr
             raise UsageError(f"method {name!r} needs {', '.join(missing)}, which suite {suite!r} does not provide; "
                              f"pick a suite that has it (see --list)")
 
-    def make(name: str, seed: int) -> JobSpec:
+    def make(name: str, seed: int, shard: int | None = None) -> JobSpec:
         spec = specs[name]
         values = {k: _coerce(spec, k, v) for k, v in parsed.get(name, {}).items()}
         config = dataclasses.asdict(spec.resolve_config(scale, suite_obj, values))
         key = spec.share_key(suite_obj) if spec.share_key else suite
-        job_id = job_id_of(name, key, seed, scale, config)
+        job_id = job_id_of(name, key, seed, scale, config, shard)
         if spec.stage:
             run_dir = root / "_shared" / _sanitize(key) / name / f"seed-{seed}"
         else:
             run_dir = root / suite / name / f"seed-{seed}"
-        prereq = {s: str(stage_dirs[(s, seed)]) for s in spec.prerequisites}
+        if shard is not None:
+            run_dir = run_dir / store.shard_dir_name(shard)
+        prereq = {s: stage_dirs[(s, seed)] for s in spec.prerequisites}
         return JobSpec(method=name, suite=suite, seed=seed, scale=scale, grid=grid_name, config=config,
                        job_id=job_id, run_dir=str(run_dir), prerequisites=prereq, threads=threads, device=device,
-                       stage=spec.stage)
+                       stage=spec.stage, shard=shard)
 
-    stage_dirs: dict[tuple[str, int], Path] = {}
+    stage_dirs: dict[tuple[str, int], str] = {}
     stages: list[JobSpec] = []
     for name in _stages_in_dependency_order(specs):  # a stage's own prerequisites get their run dirs first
+        n_shards = specs[name].n_shards
         for seed in seed_list:
-            job = make(name, seed)
-            stage_dirs[(name, seed)] = Path(job.run_dir)
-            stages.append(job)
+            shards = range(n_shards(suite_obj)) if n_shards else [None]
+            for job in [make(name, seed, shard) for shard in shards]:
+                stage_dirs[(name, seed)] = job.stage_dir
+                stages.append(job)
     jobs = [make(name, seed) for name in method_names for seed in seed_list]
     result = Grid(name=grid_name, root=root, stages=stages, jobs=jobs)
     check_compatible(result)
@@ -230,11 +244,12 @@ def _stages_in_dependency_order(specs: dict[str, MethodSpec]) -> list[str]:
 
 
 def stage_waves(stages: list[JobSpec]) -> list[list[JobSpec]]:
-    """Split the (dependency-ordered) stage jobs into waves: a stage runs one wave after the stages it needs."""
+    """Split the (dependency-ordered) stage jobs into waves: a stage runs one wave after the stages it needs
+    (all shards of a sharded stage run in the same wave, side by side)."""
     depth: dict[str, int] = {}
     for job in stages:
-        depth[job.run_dir] = 1 + max((depth[d] for d in job.prerequisites.values() if d in depth), default=-1)
-    return [[j for j in stages if depth[j.run_dir] == k] for k in range(max(depth.values(), default=-1) + 1)]
+        depth[job.stage_dir] = 1 + max((depth[d] for d in job.prerequisites.values() if d in depth), default=-1)
+    return [[j for j in stages if depth[j.stage_dir] == k] for k in range(max(depth.values(), default=-1) + 1)]
 
 
 def check_compatible(grid: Grid) -> None:

@@ -115,7 +115,8 @@ def config_record(spec: JobSpec, suite) -> dict:
     data = suite.offline_data
     return {
         "schema_version": store.SCHEMA_VERSION, "job_id": spec.job_id, "method": spec.method, "suite": spec.suite,
-        "seed": spec.seed, "scale": spec.scale, "grid": spec.grid, "stage": spec.stage, "config": spec.config,
+        "seed": spec.seed, "scale": spec.scale, "grid": spec.grid, "stage": spec.stage, "shard": spec.shard,
+        "config": spec.config,
         "prerequisites": spec.prerequisites, "threads": spec.threads, "device": spec.device,
         "conditioning_episodes": method.conditioning_episodes,
         "suite_info": {
@@ -171,7 +172,7 @@ def run_job(spec: JobSpec, show_progress: bool = True) -> JobResult:
                     config = method.config_cls(**_as_fields(method.config_cls, spec.config))
                     ctx = JobContext(method=spec.method, suite=suite, seed=spec.seed, scale=spec.scale, config=config,
                                      run_dir=run_dir, artifact_dirs={k: Path(v) for k, v in spec.prerequisites.items()},
-                                     device=torch.device(spec.device), show_progress=show_progress)
+                                     device=torch.device(spec.device), show_progress=show_progress, shard=spec.shard)
                     seed_everything(spec.seed)
                     method.run(ctx)
                 except Exception as e:  # the job failed: record it in one line, let the other jobs go on

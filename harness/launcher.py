@@ -155,7 +155,8 @@ def launch(grid: Grid, options: LaunchOptions) -> list[JobResult]:
                 results.append(res)
             wave_results = _run_wave(executor, todo, options, board)
             results.extend(wave_results)
-            failed_stages |= {r.run_dir for r in wave_results if r.status == "failed"}
+            failed = {r.run_dir for r in wave_results if r.status == "failed"} | {s.run_dir for s in blocked}
+            failed_stages |= {s.stage_dir for s in wave if s.run_dir in failed}  # one failed shard fails its stage
     return results
 
 

@@ -26,6 +26,11 @@ CHECKPOINT_FILE = "checkpoint.pt"
 LOCK_FILE = ".lock"
 
 
+def shard_dir_name(shard: int) -> str:
+    """A sharded stage's shard k lives in <stage run dir>/shard-<k>/ (e.g. one per meta-train task)."""
+    return f"shard-{shard:03d}"
+
+
 class StoreError(RuntimeError):
     """A problem with the results folder (unwritable, written by another config, corrupt)."""
 

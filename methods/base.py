@@ -33,6 +33,9 @@ class MethodSpec:
     # A stage's result is shared by every suite whose share_key(suite) is equal (e.g. the offline dataset).
     share_key: Callable[["Suite"], str] | None = None
     conditioning_episodes: int = 0  # target-task episodes spent before learning (drawn as a dotted line)
+    # A sharded stage runs as n_shards(suite) parallel jobs per seed (e.g. one per meta-train task); the jobs that
+    # need it load each shard's artifact with ctx.load_artifact(stage, name, shard=i).
+    n_shards: Callable[["Suite"], int] | None = None
 
     def resolve_config(self, scale: str, suite: "Suite", overrides: dict[str, Any] | None = None) -> Any:
         """The dataclass instance for this scale and suite, with `overrides` (field -> value) applied."""

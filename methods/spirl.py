@@ -10,14 +10,14 @@ skill-space learner, the SAC core and the target-task loop.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Callable
 
 from harness.context import JobContext
 from methods.base import MethodSpec, register_method
 from methods.common.skill_policy import SkillSACSettings, SkillSpaceLearner
 from methods.common.target_tasks import LoopSettings, learn_target_tasks
 from methods.skill_model import load_skill_model
-from tasks import Suite
+from tasks import Suite, Task
 
 
 @dataclass
@@ -59,7 +59,9 @@ def learner_settings(cfg: Any) -> SkillSACSettings:
     return SkillSACSettings(**{f.name: getattr(cfg, f.name) for f in fields(SkillSACSettings)})
 
 
-def run(ctx: JobContext) -> None:
+def learn(ctx: JobContext, tasks: dict[int, Task] | None = None,
+          finish_task: Callable[[int, SkillSpaceLearner], None] | None = None) -> None:
+    """SPiRL on each of `tasks` (default: the suite's target tasks); MTRL's experts call this on meta-train tasks."""
     cfg: SPiRLConfig = ctx.config
     skill_model = load_skill_model(ctx.load_artifact("skills", "skill_model"), ctx.device)
     settings = learner_settings(cfg)
@@ -68,7 +70,12 @@ def run(ctx: JobContext) -> None:
         return SkillSpaceLearner(settings, skill_model, env.observation_space.shape[0],
                                  record_positions=ctx.suite.domain == "maze", device=ctx.device)
 
-    learn_target_tasks(ctx, make_learner, LoopSettings(cfg.episodes, cfg.eval_every, cfg.n_eval_episodes))
+    learn_target_tasks(ctx, make_learner, LoopSettings(cfg.episodes, cfg.eval_every, cfg.n_eval_episodes),
+                       tasks=tasks, finish_task=finish_task)
+
+
+def run(ctx: JobContext) -> None:
+    learn(ctx)
 
 
 register_method(MethodSpec(

@@ -75,7 +75,7 @@ class TwinQ(nn.Module):
         return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
 
 
-def _adam(params, lr: float) -> torch.optim.Adam:
+def adam(params, lr: float) -> torch.optim.Adam:
     params = list(params)
     fused = all(p.device.type in ("cpu", "cuda") for p in params)
     return torch.optim.Adam(params, lr=lr, fused=fused)  # fused: one kernel for all params (measurably faster)
@@ -92,9 +92,9 @@ class SACCore(nn.Module):
         self.gamma, self.tau = gamma, tau
         self.target_divergence, self.auto_alpha, self.alpha_only_grows = target_divergence, auto_alpha, alpha_only_grows
         self.divergence_clip = divergence_clip
-        self.actor_opt = _adam(actor.parameters(), lr)
-        self.critic_opt = _adam(critic.parameters(), lr)
-        self.alpha_opt = _adam([self.log_alpha], lr)
+        self.actor_opt = adam(actor.parameters(), lr)
+        self.critic_opt = adam(critic.parameters(), lr)
+        self.alpha_opt = adam([self.log_alpha], lr)
         self._online = list(critic.parameters())
         self._target = list(self.critic_target.parameters())
 

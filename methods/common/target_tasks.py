@@ -55,37 +55,43 @@ def set_env_rng_state(env: gym.Env, state: dict) -> None:
 
 
 def learn_target_tasks(ctx: JobContext, make_learner: Callable[[int, Task, gym.Env], TargetTaskLearner],
-                       loop: LoopSettings, phase_of: Callable[[int], str] = lambda episode: "train") -> None:
-    """Run `make_learner`'s learner on every target task of the suite, in order, resuming from a checkpoint."""
+                       loop: LoopSettings, phase_of: Callable[[int], str] = lambda episode: "train",
+                       tasks: dict[int, Task] | None = None,
+                       finish_task: Callable[[int, TargetTaskLearner], None] | None = None) -> None:
+    """Run `make_learner`'s learner on every target task of the suite, in order, resuming from a checkpoint.
+
+    `tasks` (index -> task) replaces the suite's target tasks (MTRL's experts learn meta-train tasks this way);
+    `finish_task(index, learner)` runs after a task's last evaluation, before the task counts as done."""
     suite = ctx.suite
+    tasks = dict(enumerate(suite.target_tasks)) if tasks is None else tasks
     state = ctx.load_checkpoint() or {"task_index": 0}
-    for ti in range(state["task_index"], len(suite.target_tasks)):
-        task = suite.target_tasks[ti]
+    for position in range(state["task_index"], len(tasks)):
+        ti, task = list(tasks.items())[position]
         env = suite.make_env(task, seed=10_000 * ctx.seed + ti)
         eval_env = suite.make_env(task, seed=10_000 * ctx.seed + ti + 5_000)
         learner = make_learner(ti, task, env)
         episode, env_steps, last_eval = 0, 0, -1
-        if state.get("learner") is not None and state["task_index"] == ti:  # resume mid-task
+        if state.get("learner") is not None and state["task_index"] == position:  # resume mid-task
             learner.load_state_dict(state["learner"])
             episode, env_steps, last_eval = state["episode"], state["env_steps"], state["last_eval"]
             set_env_rng_state(env, state["env_rng"])
             set_env_rng_state(eval_env, state["eval_env_rng"])
             ctx.restore_rng()  # building the learner drew from the RNG; continue the saved stream
-        bar = ctx.progress(loop.episodes, f"task {ti + 1}/{len(suite.target_tasks)} {task.name}", initial=episode)
+        bar = ctx.progress(loop.episodes, f"task {position + 1}/{len(tasks)} {task.name}", initial=episode)
 
         def evaluate() -> None:
             nonlocal last_eval
             eps = [learner.eval_episode(eval_env) for _ in range(loop.n_eval_episodes)]
             score = float(np.mean([e.ret for e in eps]))
             ctx.add_eval(ti, episode, env_steps, score, float(np.mean([e.success for e in eps])),
-                         loop.n_eval_episodes, phase_of(max(episode - 1, 0)))
+                         loop.n_eval_episodes, phase_of(max(episode - 1, 0)), task_name=task.name)
             if eps[0].positions is not None:
                 _save_trajectories(ctx, {f"task{ti}_ep{episode}": eps[0].positions})
             bar.set_postfix(score=f"{score:.2f}")
             last_eval = episode
 
         def save() -> None:
-            ctx.save_checkpoint({"task_index": ti, "learner": learner.state_dict(), "episode": episode,
+            ctx.save_checkpoint({"task_index": position, "learner": learner.state_dict(), "episode": episode,
                                  "env_steps": env_steps, "last_eval": last_eval,
                                  "env_rng": env_rng_state(env), "eval_env_rng": env_rng_state(eval_env)})
 
@@ -102,9 +108,11 @@ def learn_target_tasks(ctx: JobContext, make_learner: Callable[[int, Task, gym.E
             if episode % loop.checkpoint_every == 0:
                 save()
         bar.close()
+        if finish_task is not None:
+            finish_task(ti, learner)
         env.close()
         eval_env.close()
-        state = {"task_index": ti + 1}
+        state = {"task_index": position + 1}
         ctx.save_checkpoint(state)
 
 
