@@ -9,14 +9,31 @@ but hidden from `all`; a method lists the stages it needs and the harness runs e
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+
+import yaml
 
 if TYPE_CHECKING:
     from harness.context import JobContext
     from tasks import Suite
 
 SCALES = ("smoke", "small", "paper")
+SMALL_SCALE_FILE = Path(__file__).with_name("small_scale.yaml")
+
+
+@functools.cache
+def _small_scale_file() -> dict[str, dict[str, Any]]:
+    with open(SMALL_SCALE_FILE) as f:
+        return yaml.safe_load(f)
+
+
+def small_scale(method: str) -> dict[str, Any]:
+    """The `small` scale's settings for `method`: methods/small_scale.yaml, where every reduction relative to the
+    paper is written down once, with its reason."""
+    return dict(_small_scale_file().get(method) or {})
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from torch import nn
 
 from harness import store
 from methods import simpl, spirl
-from methods.base import MethodSpec, register_method
+from methods.base import MethodSpec, register_method, small_scale
 from methods.common.nets import gaussian_kl
 from methods.common.sac import adam
 from methods.common.skill_policy import PriorResidualActor, SkillSACSettings, SkillSpaceLearner
@@ -60,7 +60,9 @@ class MTRLExpertConfig(spirl.SPiRLConfig):
 
 
 def expert_scale_settings(scale: str, suite: "Suite") -> dict[str, Any]:
-    return {**spirl.scale_settings(scale, suite), "rollout_episodes": {"paper": 20, "small": 10}.get(scale, 2)}
+    if scale == "small":
+        return {**spirl.scale_settings("paper", suite), **small_scale("mtrl-experts")}
+    return {**spirl.scale_settings(scale, suite), **({"rollout_episodes": 2} if scale == "smoke" else {})}
 
 
 def run_expert(ctx: "JobContext") -> None:
@@ -104,9 +106,8 @@ def distill_scale_settings(scale: str, suite: "Suite") -> dict[str, Any]:
     paper = {"hidden_dim": 128, "n_hidden": 5, "e_dim": 6, "target_kl": 0.2} if suite.domain == "kitchen" else {}
     if scale == "paper":
         return paper
-    if scale == "small":  # SiMPL's small meta-training network
-        return {**paper, "hidden_dim": 128, "n_hidden": 2, "n_steps": 5_000, "eval_every": 500, "n_eval_episodes": 5,
-                "checkpoint_every": 1_000}
+    if scale == "small":
+        return {**paper, **small_scale("mtrl-distill")}
     return {**paper, "hidden_dim": 64, "n_hidden": 2, "batch_size": 64, "n_steps": 300, "eval_every": 100,
             "n_eval_episodes": 2, "checkpoint_every": 100}
 
@@ -281,7 +282,9 @@ class MTRLConfig:
 
 
 def scale_settings(scale: str, suite: "Suite") -> dict[str, Any]:
-    return simpl.scale_settings(scale, suite)  # the same reductions as SiMPL's target-task phase
+    if scale == "small":
+        return {**simpl.scale_settings("paper", suite), **small_scale("mtrl")}
+    return simpl.scale_settings(scale, suite)  # SiMPL's target-task settings
 
 
 def run(ctx: "JobContext") -> None:

@@ -30,7 +30,7 @@ import torch
 
 from harness import store
 from harness.context import JobContext
-from methods.base import MethodSpec, register_method
+from methods.base import MethodSpec, register_method, small_scale
 from methods.common.context_encoder import (ProductOfGaussiansEncoder, TaskReplayBuffers, context_rows, encode_contexts,
                                             transition_dim)
 from methods.common.nets import gaussian_kl
@@ -117,12 +117,8 @@ def meta_scale_settings(scale: str, suite: Suite) -> dict[str, Any]:
         return paper
     if scale == "small":
         # tiny-maze CPU demo, ~10 minutes on one thread: 6 tasks × 128 transitions per step (768 rows, ~100
-        # updates/s on 2×128 MLPs), 3 tasks × 2 episodes per iteration, reuse 64 (as every method's small
-        # scale) ⇒ ~150 updates and ~1.6 s per iteration on maze-tiny, 350 iterations
-        return {**paper, "hidden_dim": 128, "n_hidden": 2, "encoder_hidden_dim": 64, "tasks_per_step": 6,
-                "batch_size": 128, "context_size": 64, "buffer_size": 50_000, "encoder_buffer_size": 5_000,
-                "tasks_per_iteration": 3, "reuse_rate": 64.0, "iterations": 350, "checkpoint_every": 25,
-                "n_probe_episodes": 3}
+        # updates/s on 2×128 MLPs), 3 tasks × 2 episodes per iteration ⇒ ~150 updates and ~1.6 s per iteration
+        return {**paper, **small_scale("pearl-meta")}
     # smoke: seconds on the fast suite (4 tasks × 64 transitions per step, 3 iterations)
     return {**paper, "hidden_dim": 64, "n_hidden": 2, "encoder_hidden_dim": 32, "encoder_n_hidden": 1,
             "tasks_per_step": 4, "batch_size": 64, "context_size": 32, "buffer_size": 20_000,
@@ -134,15 +130,15 @@ def pearl_scale_settings(scale: str, suite: Suite) -> dict[str, Any]:
     if scale == "paper":
         return {}
     if scale == "small":
-        return {"episodes": 60, "eval_every": 10, "n_eval_episodes": 5}
+        return small_scale("pearl")
     return {"episodes": 24 if suite.fast else 22, "eval_every": 4 if suite.fast else 10, "n_eval_episodes": 2}
 
 
 def pearl_ft_scale_settings(scale: str, suite: Suite) -> dict[str, Any]:
     if scale == "paper":  # SiMPL's target-task settings (batch 256, buffer 20k, reuse 256) in both domains
         return {}
-    if scale == "small":  # the same reductions as every method's small scale
-        return {"episodes": 200, "eval_every": 10, "n_eval_episodes": 5, "reuse_rate": 64.0}
+    if scale == "small":
+        return small_scale("pearl-ft")
     return {"episodes": 32 if suite.fast else 24, "eval_every": 4 if suite.fast else 2, "n_eval_episodes": 2,
             "batch_size": 64, "reuse_rate": 8.0}
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from harness.context import JobContext
-from methods.base import MethodSpec, register_method
+from methods.base import MethodSpec, register_method, small_scale
 from methods.common.replay import ReplayBuffer
 from methods.common.sac import SACCore, TanhGaussianActor, TwinQ
 from methods.common.target_tasks import Episode, LoopSettings, learn_target_tasks
@@ -50,9 +50,8 @@ def scale_settings(scale: str, suite: Suite) -> dict[str, Any]:
     paper = {"hidden_dim": 128, "n_hidden": 5, "batch_size": 1024} if kitchen else {}
     if scale == "paper":
         return paper
-    if scale == "small":  # reductions documented in docs (issue 10); equal across methods
-        return {"hidden_dim": 128, "n_hidden": 2, "batch_size": 256, "buffer_size": 200_000, "reuse_rate": 64.0,
-                "learning_starts": 2_000, "episodes": 200, "eval_every": 10, "n_eval_episodes": 5}
+    if scale == "small":
+        return {**paper, **small_scale("sac")}
     # smoke: minutes for a whole suite on 2 cores; the fast suite gets enough episodes to show a curve
     return {"hidden_dim": 64, "n_hidden": 2, "batch_size": 128, "buffer_size": 50_000, "reuse_rate": 8.0,
             "learning_starts": 500, "episodes": 12 if suite.fast else 4, "eval_every": 4 if suite.fast else 2,

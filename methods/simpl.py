@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from harness.context import JobContext
-from methods.base import MethodSpec, register_method
+from methods.base import MethodSpec, register_method, small_scale
 from methods.common.skill_policy import SkillSACSettings, SkillSpaceLearner
 from methods.common.target_tasks import Episode, LoopSettings, learn_target_tasks
 from methods.simpl_meta import ARTIFACT, SiMPLMetaConfig, SiMPLMetaLearner, load_encoder  # registers the stage
@@ -58,8 +58,8 @@ def scale_settings(scale: str, suite: Suite) -> dict[str, Any]:
     paper = {"target_kl": 5.0, "kl_clip": 20.0} if suite.domain == "kitchen" else {}
     if scale == "paper":
         return paper
-    if scale == "small":  # as every method's small scale: 200 episodes on the x-axis (conditioning included)
-        return {**paper, "reuse_rate": 64.0, "episodes": 200, "eval_every": 10, "n_eval_episodes": 5}
+    if scale == "small":  # 200 episodes on the x-axis, conditioning included
+        return {**paper, **small_scale("simpl")}
     # smoke: the full 20 conditioning episodes (cheap) and a few fine-tuning ones
     return {**paper, "batch_size": 64, "reuse_rate": 8.0, "episodes": 28 if suite.fast else 24, "eval_every": 4,
             "n_eval_episodes": 2}

@@ -15,7 +15,7 @@ import torch
 
 from harness import store
 from harness.context import seed_everything
-from methods.base import MethodSpec, register_method
+from methods.base import MethodSpec, register_method, small_scale
 from methods.skill_model import (SkillModel, SkillModelConfig, WindowSampler, artifact, episodes_from_dataset,
                                  evaluate, load_skill_model, split_episodes)
 
@@ -43,7 +43,7 @@ KITCHEN_SETTINGS = {"beta": 5e-4, "decoder_layers": 5}  # SPiRL kitchen/hierarch
 def scale_settings(scale: str, suite: "Suite") -> dict[str, Any]:
     values: dict[str, Any] = dict(MAZE_SETTINGS if suite.domain == "maze" else KITCHEN_SETTINGS)
     if scale == "small":  # one CPU thread: ~7 min on the maze at ~25 steps/s (longer on a loaded machine)
-        values.update(n_steps=10_000, eval_every=1_000, checkpoint_every=2_000)
+        values.update(small_scale("skills"))
     elif scale == "smoke":  # seconds: enough steps to see the losses fall
         values.update(n_steps=300, eval_every=100, checkpoint_every=100, n_eval_windows=512)
     return values

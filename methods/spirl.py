@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable
 
 from harness.context import JobContext
-from methods.base import MethodSpec, register_method
+from methods.base import MethodSpec, register_method, small_scale
 from methods.common.skill_policy import SkillSACSettings, SkillSpaceLearner
 from methods.common.target_tasks import LoopSettings, learn_target_tasks
 from methods.skill_model import load_skill_model
@@ -47,9 +47,8 @@ def scale_settings(scale: str, suite: Suite) -> dict[str, Any]:
     paper = {"hidden_dim": 128, "n_hidden": 5, "target_kl": 5.0, "kl_clip": 20.0} if suite.domain == "kitchen" else {}
     if scale == "paper":
         return paper
-    if scale == "small":  # the same reductions as every method's small scale (see docs)
-        return {**paper, "hidden_dim": 128, "n_hidden": 2, "reuse_rate": 64.0, "episodes": 200, "eval_every": 10,
-                "n_eval_episodes": 5}
+    if scale == "small":
+        return {**paper, **small_scale("spirl")}
     return {**paper, "hidden_dim": 64, "n_hidden": 2, "batch_size": 64, "reuse_rate": 8.0,
             "episodes": 12 if suite.fast else 4, "eval_every": 4 if suite.fast else 2, "n_eval_episodes": 2}
 
