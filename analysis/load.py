@@ -169,10 +169,9 @@ def _read_run(path: Path, suite: str, method: str, seed: int) -> Run | None:
         return run
     if not config:
         return _refuse(run, f"finished but has no {store.CONFIG_FILE}")
-    version = config.get("schema_version")
-    if version != store.SCHEMA_VERSION:
-        return _refuse(run, f"schema_version {version!r} in {store.CONFIG_FILE}, this analysis reads "
-                            f"{store.SCHEMA_VERSION}; use the analysis of the harness version that wrote it")
+    schema = store.schema_problem(path)  # the harness refuses the same runs with the same line
+    if schema:
+        return _refuse(run, f"{schema}; use the analysis of the simpl-bench version that wrote it")
     curve_path = path / store.CURVE_FILE
     if not curve_path.exists():
         return _refuse(run, f"finished but has no {store.CURVE_FILE}")
@@ -193,15 +192,9 @@ def _refuse(run: Run, why: str) -> Run:
 
 
 def _curve_problem(curve: pd.DataFrame, config: dict[str, Any]) -> str:
-    """Why `curve` does not follow results/schema.json's curve_columns, or ''."""
-    missing = [c for c in store.CURVE_COLUMNS if c not in curve.columns]
-    if missing:
-        return f"{store.CURVE_FILE} lacks columns {missing}"
+    """Why `curve` (of the schema's columns and version: store.schema_problem) cannot be analysed, or ''."""
     if curve.empty:
         return f"{store.CURVE_FILE} has no rows"
-    versions = set(curve["schema_version"].unique())
-    if versions != {store.SCHEMA_VERSION}:
-        return f"{store.CURVE_FILE} rows have schema_version {sorted(versions)}, expected {store.SCHEMA_VERSION}"
     if not np.isfinite(curve["score"].to_numpy(float)).all():
         return f"{store.CURVE_FILE} has non-finite scores"
     n_tasks = config.get("suite_info", {}).get("n_target_tasks")

@@ -16,10 +16,12 @@ import argparse
 import statistics
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch.utils import flop_counter
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 
@@ -47,10 +49,42 @@ def mm_rate(n: int = 1024) -> float:
     return 2 * n**3 / timed(lambda: torch.mm(a, b), min_block_s=0.3)
 
 
+# torch's counter knows only the CUDA kernels of scaled_dot_product_attention; the CPU one does the same matmuls.
+def _cpu_attention_flops(query, key, value, *args, **kwargs) -> int:  # shapes, not tensors (the counter converts)
+    return flop_counter.sdpa_flop_count(query, key, value)
+
+
+def _cpu_attention_backward_flops(grad_out, query, key, value, *args, **kwargs) -> int:
+    return flop_counter.sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+_CPU_ATTENTION_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops,
+                        torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
+                            _cpu_attention_backward_flops}
+
+
 def count_flops(fn: Callable[[], None]) -> int:
-    with FlopCounterMode(display=False) as counter:
+    """Matmul FLOPs (mm, addmm, bmm, attention; forward and backward) of one call of `fn`."""
+    with FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION_FLOPS) as counter:
         fn()
     return counter.get_total_flops()
+
+
+class _OpCounter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += not func.is_view  # a view launches no kernel
+        return func(*args, **(kwargs or {}))
+
+
+def count_ops(fn: Callable[[], None]) -> int:
+    """Tensor operations (kernels on a GPU, views excluded) of one call of `fn`."""
+    with _OpCounter() as counter:
+        fn()
+    return counter.ops
 
 
 def _report(name: str, seconds: float, flops: int, rate: float) -> str:
@@ -166,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         import importlib
 
         return importlib.import_module(f"tasks.{args.domain}.bench").main(args.rest) or 0
+    from harness.job import keep_freed_memory
+
+    keep_freed_memory()  # as in a training job
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     if args.method == "simpl":

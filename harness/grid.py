@@ -253,8 +253,13 @@ def stage_waves(stages: list[JobSpec]) -> list[list[JobSpec]]:
 
 
 def check_compatible(grid: Grid) -> None:
-    """Refuse a run directory that an earlier, differently configured job wrote."""
+    """Refuse a run directory that another schema version, or an earlier, differently configured job wrote: it is
+    never resumed, skipped as finished or written over."""
     for job in grid.all_jobs:
+        problem = store.schema_problem(Path(job.run_dir))
+        if problem:
+            raise UsageError(f"{job.run_dir}: {problem}; another simpl-bench version wrote it: use another --grid "
+                             f"name, or delete that directory to rerun it")
         cfg_path = Path(job.run_dir) / store.CONFIG_FILE
         if not cfg_path.exists():
             continue

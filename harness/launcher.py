@@ -122,13 +122,16 @@ class _Board:
 
 
 def _collect(job: submitit.Job, spec: JobSpec) -> JobResult:
+    log = getattr(job.paths, "stderr", None)
     try:
         return job.result()
-    except Exception as e:  # killed, timed out without requeue, or crashed outside the method
+    except submitit.core.utils.UncompletedJobError:  # no result: the process was killed (signal, OOM, time limit)
+        return JobResult(spec.label, "failed", spec.run_dir, f"the job's process died before it finished; rerun "
+                                                             f"the same command to resume it (log: {log})")
+    except Exception as e:  # timed out without requeue, or crashed outside the method
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         errors = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception|Interrupt|Exit)\b", ln)]
         msg = (errors or lines or [type(e).__name__])[-1]
-        log = getattr(job.paths, "stderr", None)
         return JobResult(spec.label, "failed", spec.run_dir, f"{msg[:300]} (log: {log})")
 
 
@@ -194,6 +197,9 @@ def _run_wave(executor: submitit.Executor, todo: list[JobSpec], options: LaunchO
             while queue and len(running) < options.max_parallel:
                 spec = queue.pop(0)
                 job = executor.submit(runner, spec, options.show_job_progress)
+                # submitit waits 15 s for a dead job's result file to show up on a network filesystem; a local
+                # job's file is on this machine's disk, there or not
+                job._results_timeout_s = 1
                 running[spec.label] = (job, spec)
                 board.set(spec.label, "running", f"job {job.job_id}")
             for label, (job, spec) in list(running.items()):

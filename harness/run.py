@@ -38,7 +38,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-parallel", type=int, default=os.cpu_count() or 1,
                    help="local executor: jobs at once (default: number of cores)")
     p.add_argument("--threads-per-job", type=int, default=1, help="torch threads per job (default 1)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
+                   help="where jobs compute: auto = cuda where the job's machine has a GPU, else cpu")
     p.add_argument("--timeout-min", type=int, default=60 * 24, help="per-job time limit (SLURM requeues on it)")
     p.add_argument("--quiet", action="store_true", help="log lines instead of the live table and progress bars")
     g = p.add_argument_group("SLURM (with --executor slurm)")
@@ -100,15 +101,15 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"{flag} only applies with --executor slurm; add it or drop the flag")
         if args.max_parallel < 1:
             raise UsageError(f"--max-parallel {args.max_parallel}: must be at least 1")
-        device = args.device
-        if device == "auto":
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = args.device if args.dry_run else job_device(args.device, args.executor, slurm)
         grid = build_grid(args.methods, args.suite, args.seeds, args.scale, args.overrides, args.grid, args.results,
                           threads=args.threads_per_job, device=device)
         if args.dry_run:
             print_grid(grid)
+            if args.scale == "paper":
+                from harness.cost import estimate, format_estimate
+
+                print(format_estimate(estimate(grid)))
             return 0
         _check_writable(Path(args.results))
         options = LaunchOptions(executor=args.executor, max_parallel=args.max_parallel, timeout_min=args.timeout_min,
@@ -126,6 +127,24 @@ def main(argv: list[str] | None = None) -> int:
     for r in failed + busy:
         print(f"  {r.status}: {r.label}: {r.message}")
     return 1 if failed else 0
+
+
+def job_device(device: str, executor: str, slurm: dict) -> str:
+    """The --device the jobs get. Local jobs run on this machine: 'cuda' must exist here, 'auto' is decided here.
+    SLURM jobs run on other nodes: 'cuda' needs GPUs requested, 'auto' is decided by each job on its node."""
+    import torch
+
+    if executor == "slurm":
+        if device == "cuda" and not slurm.get("slurm_gpus_per_job"):
+            raise UsageError("--device cuda with --executor slurm: request the GPUs, e.g. --slurm-gpus-per-job 1")
+        return device
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device cuda: this machine has no usable CUDA GPU (torch {torch.__version__}); "
+                         f"use --device cpu or auto, or launch on a GPU machine (or --executor slurm "
+                         f"--slurm-gpus-per-job 1)")
+    return device
 
 
 def _check_writable(root: Path) -> None:

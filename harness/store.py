@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 SCHEMA_VERSION = 1
 
@@ -35,23 +37,46 @@ class StoreError(RuntimeError):
     """A problem with the results folder (unwritable, written by another config, corrupt)."""
 
 
+class DiskFullError(StoreError):
+    """A write failed because the disk (or the user's quota) is full; nothing was left behind."""
+
+
+_TMP_SUFFIX = ".tmp"
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see either the old file or the whole new one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DiskFullError(f"no space left on the disk of {path.parent} (writing {path.name}): free space there, "
+                            f"or write elsewhere (python -m harness.run --results DIR), then rerun") from None
+
+
+def remove_partial_writes(folder: Path) -> list[Path]:
+    """Delete the temporary files that writes killed mid-way (SIGKILL, node failure) left in `folder`.
+
+    Only safe while nothing else writes there: call it with the run directory's lock held."""
+    partial = sorted(Path(folder).glob(f".*{_TMP_SUFFIX}"))
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return partial
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -89,3 +114,34 @@ def read_curve(path: Path):
 
 def is_done(run_dir: Path) -> bool:
     return (Path(run_dir) / DONE_FILE).exists()
+
+
+def schema_problem(run_dir: Path) -> str:
+    """Why the run's config.json or curve.csv is not this version's schema ('' if both are, or are absent).
+
+    A run written under another schema is never resumed, skipped as finished, or analysed: the harness and the
+    analysis both refuse it with this line."""
+    run_dir = Path(run_dir)
+    config_path, curve_path = run_dir / CONFIG_FILE, run_dir / CURVE_FILE
+    if config_path.exists():
+        try:
+            version = read_json(config_path).get("schema_version")
+        except (OSError, ValueError, AttributeError) as e:
+            return f"{CONFIG_FILE} is unreadable ({type(e).__name__})"
+        if version != SCHEMA_VERSION:
+            return f"{CONFIG_FILE} has schema_version {version!r}, this simpl-bench reads {SCHEMA_VERSION}"
+    if curve_path.exists():
+        with open(curve_path, newline="") as f:
+            rows = list(csv.reader(f))
+        header = tuple(rows[0]) if rows else ()
+        if header != CURVE_COLUMNS:
+            missing = [c for c in CURVE_COLUMNS if c not in header]
+            extra = [c for c in header if c not in CURVE_COLUMNS]
+            return (f"{CURVE_FILE} columns differ from schema v{SCHEMA_VERSION}'s"
+                    + (f" (missing {missing})" if missing else "") + (f" (unknown {extra})" if extra else "")
+                    + ("" if missing or extra else " (order)"))
+        column = CURVE_COLUMNS.index("schema_version")
+        versions = sorted({row[column] for row in rows[1:] if row} - {str(SCHEMA_VERSION)})
+        if versions:
+            return f"{CURVE_FILE} has rows of schema_version {versions}, this simpl-bench reads {SCHEMA_VERSION}"
+    return ""

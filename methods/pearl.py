@@ -246,7 +246,7 @@ class PEARLMetaTrainer:
     def update(self) -> dict[str, torch.Tensor]:
         cfg, core = self.cfg, self.core
         k, b = cfg.tasks_per_step, cfg.batch_size
-        task_ids = torch.randint(0, len(self.tasks), (k,))  # with replacement, as PEARL's meta-batch
+        task_ids = torch.randint(0, len(self.tasks), (k,), device=self.device)  # with replacement (PEARL meta-batch)
         mean, std = self.encoder(context_rows(self.encoder_buffers.sample(task_ids, cfg.context_size)))
         e = mean + std * torch.randn_like(std)  # rsample: the TD error trains the encoder through e
         batch = self.rl_buffers.sample(task_ids, b)
@@ -283,7 +283,7 @@ class PEARLMetaTrainer:
         for _ in range(cfg.prior_episodes):
             prior_eps += self.collect(sampled, self.prior_embeddings(len(sampled)), into_encoder_buffer=True)
         for _ in range(cfg.posterior_episodes):
-            e = self.posterior(torch.tensor(sampled), sample=True)
+            e = self.posterior(torch.tensor(sampled, device=self.device), sample=True)
             post_eps += self.collect(sampled, e, into_encoder_buffer=False)
         new_steps = self.env_steps - steps_before
         n_updates = max(1, round(cfg.reuse_rate * new_steps / (cfg.tasks_per_step * cfg.batch_size)))

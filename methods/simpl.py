@@ -15,6 +15,7 @@ Also here: `bench_meta_step` (the meta-training step's cost; `python -m harness.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,16 @@ from harness.context import JobContext
 from methods.base import MethodSpec, register_method, small_scale
 from methods.common.skill_policy import SkillSACSettings, SkillSpaceLearner
 from methods.common.target_tasks import Episode, LoopSettings, learn_target_tasks
-from methods.simpl_meta import ARTIFACT, SiMPLMetaConfig, SiMPLMetaLearner, load_encoder  # registers the stage
+from methods.simpl_meta import (  # registers the stage
+    ARTIFACT,
+    CPU,
+    REFERENCE_EPOCHS,
+    SiMPLMetaConfig,
+    SiMPLMetaLearner,
+    load_encoder,
+    n_epochs,
+    steps_per_epoch,
+)
 from methods.skill_model import SkillModel, load_skill_model
 from tasks import Suite
 
@@ -69,7 +79,7 @@ class SiMPLTargetLearner:
     """Conditioning episodes, then the shared skill-space learner with the fixed context e* (composition)."""
 
     def __init__(self, cfg: SiMPLConfig, meta: dict[str, Any], skill_model: SkillModel, obs_dim: int,
-                 record_positions: bool, device: torch.device = torch.device("cpu")):
+                 record_positions: bool, device: torch.device = CPU):
         if meta["obs_dim"] != obs_dim or meta["z_dim"] != skill_model.z_dim:
             raise ValueError(f"the simpl_meta artifact was trained for obs_dim {meta['obs_dim']}, z_dim "
                              f"{meta['z_dim']}, not {obs_dim}, {skill_model.z_dim}; rerun the simpl-meta stage")
@@ -190,17 +200,27 @@ def build_bench_learner(suite_name: str, scale: str, seed: int = 0) -> SiMPLMeta
     return learner
 
 
+# No GPU to measure on here: the GPU-hour estimate assumes an A100-class GPU that sustains 10 TFLOP/s on this step's fp32
+# matmuls (about half its 19.5 TFLOP/s fp32 peak; PyTorch runs fp32 matmuls without TF32 by default, and the step's
+# GEMMs are mid-sized, with thin first/last layers and attention over 32 keys), plus 10 µs of eager dispatch and launch
+# per operator, which is what bounds a small step (kitchen) on a GPU.
+ASSUMED_GPU_FLOPS = 10e12
+ASSUMED_GPU_SECONDS_PER_OP = 10e-6
+
+
 def bench_meta_step(suite_name: str, scale: str, warmup_s: float = 1.0, blocks: int = 5) -> dict[str, float]:
     """Time one full meta-training gradient step on 1 thread (median of `blocks` after warm-up), count its matmul
     FLOPs (FlopCounterMode), and print `simpl step [suite, scale]: T s/step, R rows/step, G GFLOP/step,
-    efficiency E` with E = (G / measured torch.mm 1024² rate) / T."""
-    from harness.bench import count_flops, mm_rate, timed
+    efficiency E` with E = (G / measured torch.mm 1024² rate) / T; then what the whole meta-training costs."""
+    from harness.bench import count_flops, count_ops, mm_rate, timed
+    from tasks import get_suite
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         learner = build_bench_learner(suite_name, scale)
         gflop = count_flops(learner.update) / 1e9
+        ops = count_ops(learner.update)
         seconds = timed(learner.update, min_block_s=0.2, blocks=blocks, warmup_s=warmup_s)
         rate = mm_rate()
     finally:
@@ -209,5 +229,20 @@ def bench_meta_step(suite_name: str, scale: str, warmup_s: float = 1.0, blocks: 
     rows = (cfg.n_prior_tasks + cfg.n_post_tasks) * cfg.batch_size
     efficiency = (gflop * 1e9 / rate) / seconds
     print(f"simpl step [{suite_name}, {scale}]: {seconds:.4g} s/step, {rows} rows/step, {gflop:.4g} GFLOP/step, "
-          f"efficiency {efficiency:.2f}", flush=True)
-    return {"seconds": seconds, "rows": rows, "gflop": gflop, "efficiency": efficiency, "mm_gflops": rate / 1e9}
+          f"efficiency {efficiency:.2f} (of torch.mm at {rate / 1e9:.0f} GFLOP/s)", flush=True)
+
+    # Meta-training length: epochs from the config; per epoch, 2 episodes per task of at most horizon / H high-level
+    # steps each (fewer when episodes end early, e.g. on success), reused reuse_rate times (simpl_meta.run). Env
+    # steps for the episodes come on top.
+    suite = get_suite(suite_name)
+    n_tasks, epochs = learner.n_tasks, n_epochs(cfg, learner.n_tasks)
+    steps = epochs * steps_per_epoch(cfg, 2 * n_tasks * math.ceil(suite.horizon / learner.model.horizon))
+    core_hours = steps * seconds / 3600
+    gpu_hours = steps * (gflop * 1e9 / ASSUMED_GPU_FLOPS + ops * ASSUMED_GPU_SECONDS_PER_OP) / 3600
+    reference = REFERENCE_EPOCHS[suite.domain] / epochs
+    print(f"simpl meta-training [{suite_name}, {scale}]: {epochs} epochs x <={steps // epochs} steps = {steps} steps; "
+          f"gradient steps alone: {core_hours:.3g} core-hours of this CPU, ~{gpu_hours:.2g} GPU-hours (assumed "
+          f"{ASSUMED_GPU_FLOPS / 1e12:.0f} TFLOP/s + {ASSUMED_GPU_SECONDS_PER_OP * 1e6:.0f} us/op, {ops} ops/step); "
+          f"x{reference:.3g} for the reference scripts' {REFERENCE_EPOCHS[suite.domain]} epochs", flush=True)
+    return {"seconds": seconds, "rows": rows, "gflop": gflop, "efficiency": efficiency, "mm_gflops": rate / 1e9,
+            "ops": ops, "steps": steps, "core_hours": core_hours, "gpu_hours": gpu_hours}

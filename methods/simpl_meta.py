@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from harness import store
-from methods.base import MethodSpec, register_method
+from methods.base import MethodSpec, register_method, small_scale
 from methods.common.nets import gaussian_kl
 from methods.common.replay import Batch, ReplayBuffer
 from methods.common.sac import SACCore, TwinQ
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 LOG_FILE = "meta_train_log.csv"
 ARTIFACT = "simpl_meta"
+CPU = torch.device("cpu")
 
 
 @dataclass
@@ -89,7 +90,7 @@ class SiMPLMetaConfig:
     checkpoint_every: int = 10  # epochs
 
 
-def scale_settings(scale: str, suite: "Suite") -> dict[str, Any]:
+def scale_settings(scale: str, suite: Suite) -> dict[str, Any]:
     n_tasks = max(1, len(suite.meta_train_tasks))
     if suite.domain == "kitchen":
         paper: dict[str, Any] = {
@@ -103,12 +104,11 @@ def scale_settings(scale: str, suite: "Suite") -> dict[str, Any]:
     if scale == "paper":
         return paper
     if scale == "small":
-        # One CPU thread, ~10-15 min on maze-tiny: narrower nets and encoder, 8 task batches of 256 rows per step
+        # One CPU thread, ~5 min on maze-tiny: narrower nets and encoder, 8 task batches of 256 rows per step
         # (2 small + 6 large contexts of 256 transitions) instead of 30 × 1024 with 8192-transition contexts.
-        return {**paper, "hidden_dim": 128, "n_hidden": 2, "encoder_hidden_dim": 64, "encoder_inducing": 16,
-                "buffer_size": 5000, "batch_size": 256, "n_prior_tasks": 2, "n_post_tasks": 6,
-                "prior_context_size": min(4, paper.get("prior_context_size", 4)), "post_context_size": 256,
-                "reuse_rate": 128.0, "meta_train_episodes": 2 * n_tasks * 150, "checkpoint_every": 10}
+        small = small_scale("simpl-meta")
+        episodes = 2 * n_tasks * small.pop("epochs")  # one epoch = 2 episodes per meta-train task
+        return {**paper, **small, "meta_train_episodes": episodes}
     # smoke: seconds; a few epochs of tiny networks
     return {**paper, "hidden_dim": 64, "n_hidden": 2, "encoder_hidden_dim": 32, "encoder_inducing": 8,
             "buffer_size": 2000, "batch_size": 64, "n_prior_tasks": 2, "n_post_tasks": 4,
@@ -193,7 +193,7 @@ class SiMPLMetaLearner:
     """Encoder, residual policy, twin critic and all coefficients; `update()` is one meta-training step."""
 
     def __init__(self, cfg: SiMPLMetaConfig, skill_model: SkillModel, obs_dim: int, n_tasks: int,
-                 device: torch.device = torch.device("cpu")):
+                 device: torch.device = CPU):
         self.cfg, self.model, self.device = cfg, skill_model, device
         self.obs_dim, self.z_dim, self.e_dim, self.n_tasks = obs_dim, skill_model.z_dim, cfg.e_dim, n_tasks
         in_dim = obs_dim + cfg.e_dim
@@ -379,7 +379,15 @@ def n_epochs(cfg: SiMPLMetaConfig, n_tasks: int) -> int:
     return max(1, math.ceil(cfg.meta_train_episodes / (2 * n_tasks)))
 
 
-def run(ctx: "JobContext") -> None:
+REFERENCE_EPOCHS = {"maze": 1000, "kitchen": 500}  # what the reference scripts run (simpl-settings.md)
+
+
+def steps_per_epoch(cfg: SiMPLMetaConfig, new_transitions: int) -> int:
+    """Gradient steps after an epoch's episodes: reuse_rate × new transitions / rows per step (reference)."""
+    return max(1, round(cfg.reuse_rate * new_transitions / ((cfg.n_prior_tasks + cfg.n_post_tasks) * cfg.batch_size)))
+
+
+def run(ctx: JobContext) -> None:
     cfg: SiMPLMetaConfig = ctx.config
     suite = ctx.suite
     tasks = suite.meta_train_tasks
@@ -429,7 +437,6 @@ def run(ctx: "JobContext") -> None:
         counters["warmed_up"] = True
         ctx.log(f"simpl-meta: warm-up done after {counters['episodes']} episodes")
 
-    n_batches = cfg.n_prior_tasks + cfg.n_post_tasks
     with ctx.progress(total_epochs, "meta-training epochs", initial=counters["epoch"]) as bar:
         while counters["epoch"] < total_epochs:
             start = time.perf_counter()
@@ -442,7 +449,7 @@ def run(ctx: "JobContext") -> None:
                 post_ret.append(ret)
                 post_succ.append(succ)
                 new += k
-            steps = max(1, round(cfg.reuse_rate * new / (n_batches * cfg.batch_size)))
+            steps = steps_per_epoch(cfg, new)
             sums: dict[str, torch.Tensor] = {}
             for _ in range(steps):
                 for k, v in learner.update().items():

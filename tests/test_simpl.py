@@ -326,6 +326,9 @@ def test_conditioned_policy_beats_the_prior_on_held_out_goals(tmp_path):
         for _ in range(target_cfg.conditioning_episodes):
             learner.train_episode(env)
         conditioned += [learner.eval_episode(env).ret for _ in range(SLOW_EVAL_EPISODES)]
-        prior += [prior_only_episode(env, model) for _ in range(SLOW_EVAL_EPISODES)]
+        with torch.random.fork_rng():  # the baseline's own env and RNG stream: independent of what ran before it
+            torch.manual_seed(200 + i)
+            prior_env = suite.make_env(task, seed=200 + i)
+            prior += [prior_only_episode(prior_env, model) for _ in range(SLOW_EVAL_EPISODES)]
     print(f"success on held-out goals: conditioned {np.mean(conditioned):.2f}, prior only {np.mean(prior):.2f}")
     assert np.mean(conditioned) > np.mean(prior) + 0.1, (np.mean(conditioned), np.mean(prior))

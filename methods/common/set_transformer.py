@@ -5,8 +5,15 @@ B.1.2): 2 × ISAB (32 inducing points) → PMA (1 seed) → 3-layer MLP, width 1
 and std of a diagonal Gaussian posterior over e. Attention blocks are Lee et al.'s MAB without LayerNorm (their
 default `ln=False`, as in the reference implementation): H = X + Attn(X, Y); MAB = H + relu(fc_o(H)).
 
-Everything is batched over sets: input (n_sets, set_size, dim), one call encodes every set; the heads are split by
-a reshape and attention runs in `scaled_dot_product_attention` (no per-head loop or concatenation).
+Everything is batched over sets: input (n_sets, set_size, dim), one call encodes every set.
+
+Two kinds of attention, computed differently (the same function either way):
+- the set attends to a few summary rows (ISAB's second block): heads are split by a reshape and attention runs in
+  `scaled_dot_product_attention` (no per-head loop or concatenation);
+- a few learned queries, the same for every set (ISAB's inducing points, PMA's seed), attend to the set
+  (`MAB.pool`): the key and value projections are folded into the queries, so the set's rows are multiplied only
+  by (in_dim × heads·queries) matrices and no (set_size × dim) key or value tensor is ever built. For PMA's single
+  seed that removes two of the encoder's largest matrix products; for ISAB it removes the attention products.
 """
 
 from __future__ import annotations
@@ -28,17 +35,36 @@ class MAB(nn.Module):
         self.n_heads = n_heads
         self.fc_q, self.fc_k, self.fc_v = nn.Linear(q_dim, dim), nn.Linear(k_dim, dim), nn.Linear(k_dim, dim)
         self.fc_o = nn.Linear(dim, dim)
+        # Lee et al. scale the logits by sqrt(dim) of the whole width, not of one head; keep their scale.
+        self.scale = dim ** -0.5
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # (n, t, dim) -> (n, heads, t, dim/heads)
-        n, t, d = x.shape
-        return x.view(n, t, self.n_heads, d // self.n_heads).transpose(1, 2)
+        return x.unflatten(-1, (self.n_heads, -1)).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         q = self.fc_q(x)
-        # Lee et al. scale the logits by sqrt(dim) of the whole width, not of one head; keep their scale.
         attn = F.scaled_dot_product_attention(self._heads(q), self._heads(self.fc_k(y)), self._heads(self.fc_v(y)),
-                                              scale=q.shape[-1] ** -0.5)
-        h = q + attn.transpose(1, 2).reshape(q.shape)
+                                              scale=self.scale)
+        return self._residual_ff(q + attn.transpose(1, 2).flatten(2))
+
+    def pool(self, queries: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """`forward(queries.expand(n, -1, -1), y)` for learned queries (m, q_dim) shared by all n sets y (n, k, k_dim).
+
+        Per head h, with k_i = W_k,h y_i + b_k,h and v_i = W_v,h y_i + b_v,h:
+          logit_ij = q_hj · k_i = (W_k,hᵀ q_hj) · y_i + q_hj · b_k,h   (the last term is the same for every i of the
+                                                                       set, so the softmax cancels it: left out)
+          Σ_i a_ij v_i = W_v,h (Σ_i a_ij y_i) + b_v,h                 (since Σ_i a_ij = 1)"""
+        q = self.fc_q(queries)  # (m, dim)
+        m, h, n, k_dim = q.shape[0], self.n_heads, y.shape[0], y.shape[-1]
+        q_heads = q.view(m, h, -1)  # (m, h, dim/h)
+        folded_keys = torch.einsum("jhe,hec->hjc", q_heads, self.fc_k.weight.view(h, -1, k_dim)).flatten(0, 1)
+        # (n, h·m, k) logits, softmax over the set's rows (the last, contiguous dim)
+        weights = torch.bmm((folded_keys * self.scale).expand(n, -1, -1), y.transpose(1, 2)).softmax(dim=-1)
+        pooled = torch.bmm(weights, y).view(n, h, m, k_dim)  # each head's attention-weighted mean of the raw rows
+        attn = torch.einsum("nhjc,hec->njhe", pooled, self.fc_v.weight.view(h, -1, k_dim)).flatten(2) + self.fc_v.bias
+        return self._residual_ff(q + attn)
+
+    def _residual_ff(self, h: torch.Tensor) -> torch.Tensor:
         return h + F.relu(self.fc_o(h))
 
 
@@ -53,8 +79,7 @@ class ISAB(nn.Module):
         self.mab_back = MAB(in_dim, dim, dim, n_heads)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.mab_summary(self.inducing.expand(x.shape[0], -1, -1), x)
-        return self.mab_back(x, h)
+        return self.mab_back(x, self.mab_summary.pool(self.inducing[0], x))
 
 
 class PMA(nn.Module):
@@ -67,7 +92,7 @@ class PMA(nn.Module):
         self.mab = MAB(dim, dim, dim, n_heads)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mab(self.seeds.expand(x.shape[0], -1, -1), x)
+        return self.mab.pool(self.seeds[0], x)
 
 
 class SetTransformerEncoder(nn.Module):
