@@ -1,17 +1,19 @@
-"""Launch a grid through submitit: `local` (subprocesses, at most `max_parallel` at once), `debug` (in-process)
-or `slurm` (one job array per wave). Shared stages (the skill model) form the first wave(s), a stage that needs
-another one wave later (SiMPL's meta-training needs the skills); the comparison's jobs the last wave, started once
-the stages they need have finished. Finished jobs are skipped, others resume.
+"""Launch a grid through submitit: `local` (subprocesses, at most `max_parallel` at once, each job started as soon
+as the shared stages it needs have finished), `debug` (in-process) or `slurm` (one job array per wave: shared
+stages (the skill model) form the first wave(s), a stage that needs another one wave later (SiMPL's meta-training
+needs the skills), the comparison's jobs the last wave). Finished jobs are skipped, others resume.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +144,8 @@ def launch(grid: Grid, options: LaunchOptions) -> list[JobResult]:
     threads = grid.all_jobs[0].threads if grid.all_jobs else 1
     executor = make_executor(options, folder, threads)
     with _Board(grid.all_jobs, options.quiet) as board:
+        if options.executor == "local":  # no waves: a job starts as soon as the stages it needs have finished
+            return _run_local(executor, grid.all_jobs, options, board)
         failed_stages: set[str] = set()
         for wave in (*stage_waves(grid.stages), grid.jobs):  # a stage that needs another runs a wave later
             todo, blocked = [], []
@@ -153,9 +157,7 @@ def launch(grid: Grid, options: LaunchOptions) -> list[JobResult]:
                 else:
                     todo.append(spec)
             for spec in blocked:
-                res = JobResult(spec.label, "failed", spec.run_dir, "a prerequisite stage failed")
-                board.set(spec.label, "failed", res.message)
-                results.append(res)
+                results.append(_blocked(spec, board))
             wave_results = _run_wave(executor, todo, options, board)
             results.extend(wave_results)
             failed = {r.run_dir for r in wave_results if r.status == "failed"} | {s.run_dir for s in blocked}
@@ -163,7 +165,58 @@ def launch(grid: Grid, options: LaunchOptions) -> list[JobResult]:
     return results
 
 
+def _blocked(spec: JobSpec, board: _Board) -> JobResult:
+    res = JobResult(spec.label, "failed", spec.run_dir, "a prerequisite stage failed")
+    board.set(spec.label, "failed", res.message)
+    return res
+
+
+def _run_local(executor: submitit.Executor, specs: list[JobSpec], options: LaunchOptions,
+               board: _Board) -> list[JobResult]:
+    """Run `specs` (every stage listed before the jobs that need it) at most `max_parallel` at a time. A job starts
+    as soon as every stage it needs has finished (all shards of a sharded stage), so no core idles until a whole
+    wave is done; a job whose stage failed (or is running in another launcher) is reported, not started."""
+    results: list[JobResult] = []
+    outcome: dict[str, bool] = {}  # run_dir -> finished successfully
+    shards: dict[str, list[str]] = {}  # stage_dir -> the run dirs of its jobs (one, or one per shard)
+    for spec in specs:
+        if spec.stage:
+            shards.setdefault(spec.stage_dir, []).append(spec.run_dir)
+        if store.is_done(Path(spec.run_dir)):
+            outcome[spec.run_dir] = True
+            results.append(JobResult(spec.label, "skipped", spec.run_dir, "already finished"))
+
+    def prerequisites(spec: JobSpec) -> bool | None:  # True: all finished, False: one failed, None: wait
+        states = [outcome.get(d) for stage_dir in spec.prerequisites.values() for d in shards.get(stage_dir, [])]
+        return False if False in states else (None if None in states else True)
+
+    queue = [s for s in specs if s.run_dir not in outcome]
+    runner = JobRunner()
+    with _cancel_on_signal(board) as running:
+        while queue or running:
+            for spec in list(queue):
+                ready = prerequisites(spec)
+                if ready is False:
+                    queue.remove(spec)
+                    results.append(_blocked(spec, board))
+                    outcome[spec.run_dir] = False
+                elif ready and len(running) < options.max_parallel:
+                    queue.remove(spec)
+                    job = executor.submit(runner, spec, options.show_job_progress)
+                    # submitit waits 15 s for a dead job's result file to show up on a network filesystem; a local
+                    # job's file is on this machine's disk, there or not
+                    job._results_timeout_s = 1
+                    running[spec.label] = (job, spec)
+                    board.set(spec.label, "running", f"job {job.job_id}")
+            for res, spec in _finished(running, board):
+                results.append(res)
+                outcome[spec.run_dir] = res.status in ("done", "skipped")
+            time.sleep(0.5)
+    return results
+
+
 def _run_wave(executor: submitit.Executor, todo: list[JobSpec], options: LaunchOptions, board: _Board) -> list[JobResult]:
+    """debug: one job after another, in-process; slurm: the wave as one job array (SLURM throttles it)."""
     if not todo:
         return []
     runner = JobRunner()
@@ -176,14 +229,36 @@ def _run_wave(executor: submitit.Executor, todo: list[JobSpec], options: LaunchO
             results.append(res)
         return results
 
-    running: dict[str, tuple[submitit.Job, JobSpec]] = {}
-    queue = list(todo)
-    if options.executor == "slurm":  # one array for the wave; SLURM throttles with slurm_array_parallelism
-        jobs = executor.map_array(runner, queue, [options.show_job_progress] * len(queue))
-        for job, spec in zip(jobs, queue):
+    with _cancel_on_signal(board) as running:
+        jobs = executor.map_array(runner, todo, [options.show_job_progress] * len(todo))
+        for job, spec in zip(jobs, todo):
             running[spec.label] = (job, spec)
             board.set(spec.label, "queued", f"slurm job {job.job_id}")
-        queue = []
+        while running:
+            results.extend(res for res, _ in _finished(running, board))
+            for label, (job, spec) in running.items():
+                if board.state.get(label) == "queued" and job.state == "RUNNING":
+                    board.set(label, "running", f"slurm job {job.job_id}")
+            time.sleep(0.5)
+    return results
+
+
+def _finished(running: dict[str, tuple[submitit.Job, JobSpec]], board: _Board) -> list[tuple[JobResult, JobSpec]]:
+    """Collect (and forget) the jobs of `running` that have ended."""
+    out = []
+    for label, (job, spec) in list(running.items()):
+        if job.done():
+            del running[label]
+            res = _collect(job, spec)
+            board.set(label, "done" if res.status == "skipped" else res.status, res.message)
+            out.append((res, spec))
+    return out
+
+
+@contextlib.contextmanager
+def _cancel_on_signal(board: _Board) -> Iterator[dict[str, tuple[submitit.Job, JobSpec]]]:
+    """The running jobs (label -> job, spec); SIGINT/SIGTERM to the launcher cancels them and exits."""
+    running: dict[str, tuple[submitit.Job, JobSpec]] = {}
 
     def stop_all(signum, frame):
         for job, spec in running.values():
@@ -193,25 +268,7 @@ def _run_wave(executor: submitit.Executor, todo: list[JobSpec], options: LaunchO
 
     old = {s: signal.signal(s, stop_all) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while queue or running:
-            while queue and len(running) < options.max_parallel:
-                spec = queue.pop(0)
-                job = executor.submit(runner, spec, options.show_job_progress)
-                # submitit waits 15 s for a dead job's result file to show up on a network filesystem; a local
-                # job's file is on this machine's disk, there or not
-                job._results_timeout_s = 1
-                running[spec.label] = (job, spec)
-                board.set(spec.label, "running", f"job {job.job_id}")
-            for label, (job, spec) in list(running.items()):
-                if job.done():
-                    del running[label]
-                    res = _collect(job, spec)
-                    board.set(label, "done" if res.status == "skipped" else res.status, res.message)
-                    results.append(res)
-                elif options.executor == "slurm" and board.state.get(label) == "queued" and job.state == "RUNNING":
-                    board.set(label, "running", f"slurm job {job.job_id}")
-            time.sleep(0.5)
+        yield running
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
-    return results

@@ -246,6 +246,28 @@ def test_a_failing_job_is_reported_with_its_log_and_the_others_go_on(tmp_path):
         assert str(runs / f"seed-{seed}" / "job.log") in res.stdout
 
 
+def test_local_jobs_start_as_soon_as_the_stages_they_need_finish(tmp_path):
+    """No waves locally: a job without prerequisites runs beside a slow stage; a job that needs the stage starts
+    only after it finished, and not at all where it failed."""
+    env = {"SIMPL_BENCH_PLUGINS": "tests.plugins.failing_method", "PYTHONPATH": str(REPO)}
+    res = cli("--methods", "after-stage,flaky", "--suite", SUITE, "--seeds", "0-1", "--max-parallel", "3", "--quiet",
+              results=tmp_path, env=env)
+    assert res.returncode == 1
+    grid = tmp_path / "smoke"
+
+    def times(run: Path) -> tuple[str, str]:
+        cfg = json.loads((run / "config.json").read_text())
+        return cfg["started_at"], cfg.get("finished_at", "")
+
+    stage = grid / "_shared" / SUITE / "slow-stage" / "seed-0"
+    after = grid / SUITE / "after-stage" / "seed-0"
+    flaky = grid / SUITE / "flaky" / "seed-0"
+    assert times(flaky)[0] < times(stage)[1]  # ran beside the stage, not after its wave
+    assert times(after)[0] >= times(stage)[1] and (after / "DONE").exists()
+    assert not (grid / SUITE / "after-stage" / "seed-1" / "config.json").exists()  # its stage failed: never started
+    assert f"after-stage/{SUITE}/seed-1: a prerequisite stage failed" in res.stdout
+
+
 # --- fuzzing the override parser ----------------------------------------------------------------------------
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
