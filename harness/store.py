@@ -92,14 +92,19 @@ def read_json(path: Path) -> Any:
         return json.load(f)
 
 
-def write_curve(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Rewrite the whole curve file atomically (never appended: a killed job cannot leave half a row)."""
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: Iterable[str] | None = None) -> None:
+    """Rewrite a whole CSV file atomically (never appended: a killed job cannot leave half a row). `columns`
+    default to the first row's keys; a row's missing columns are left empty, its other keys dropped."""
+    columns = list(columns if columns is not None else (rows[0] if rows else []))
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CURVE_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({k: row[k] for k in CURVE_COLUMNS})
+    writer.writerows({k: row.get(k, "") for k in columns} for row in rows)
     atomic_write_text(path, buf.getvalue())
+
+
+def write_curve(path: Path, rows: list[dict[str, Any]]) -> None:
+    write_csv(path, rows, CURVE_COLUMNS)
 
 
 def read_curve(path: Path):

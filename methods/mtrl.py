@@ -21,8 +21,6 @@ Three parts, each its own harness job:
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -217,20 +215,13 @@ def run_distill(ctx: "JobContext") -> None:
         ctx.restore_rng()
     initial_kl = state["initial_kl"] if state is not None else distiller.heldout_kl()
 
-    def write_log() -> None:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(log_rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(log_rows)
-        store.atomic_write_text(ctx.run_dir / DISTILL_LOG, buf.getvalue())
-
     bar = ctx.progress(cfg.n_steps, "distill", initial=distiller.steps)
     while distiller.steps < cfg.n_steps:
         stats = distiller.step()
         bar.update(1)
         if distiller.steps % cfg.eval_every == 0 or distiller.steps == cfg.n_steps:
             log_rows.append({"step": distiller.steps, **stats, "heldout_kl": float(distiller.heldout_kl().mean())})
-            write_log()
+            store.write_csv(ctx.run_dir / DISTILL_LOG, log_rows)
             bar.set_postfix(heldout_kl=f"{log_rows[-1]['heldout_kl']:.3f}", alpha=f"{stats['alpha']:.3g}")
         if distiller.steps % cfg.checkpoint_every == 0 or distiller.steps == cfg.n_steps:
             ctx.save_checkpoint({"distiller": distiller.state_dict(), "log_rows": log_rows, "initial_kl": initial_kl})

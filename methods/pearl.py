@@ -375,19 +375,6 @@ def embedding_separation(embeddings: np.ndarray, labels: np.ndarray) -> float:
     return float(between / max(within, 1e-12))
 
 
-def write_meta_log(path, rows: list[dict[str, Any]]) -> None:
-    import csv
-    import io
-
-    if not rows:
-        return
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    store.atomic_write_text(path, buf.getvalue())
-
-
 def run_meta(ctx: JobContext) -> None:
     cfg: PEARLMetaConfig = ctx.config
     trainer = PEARLMetaTrainer(cfg, ctx.suite.meta_train_tasks, ctx.suite.make_env, ctx.seed, ctx.device)
@@ -400,7 +387,7 @@ def run_meta(ctx: JobContext) -> None:
     with ctx.progress(cfg.iterations, "PEARL meta-training", initial=trainer.iteration) as bar:
         while trainer.iteration < cfg.iterations:
             row = trainer.run_iteration()
-            write_meta_log(ctx.run_dir / META_LOG_FILE, trainer.log_rows)
+            store.write_csv(ctx.run_dir / META_LOG_FILE, trainer.log_rows)
             bar.update(1)
             bar.set_postfix(q=f"{row['critic_loss']:.3g}", kl=f"{row['kl']:.3g}", succ=f"{row['posterior_success']:.2f}")
             if trainer.iteration % cfg.checkpoint_every == 0 or trainer.iteration == cfg.iterations:

@@ -20,8 +20,6 @@ Transformer call per context size, and pushes every task's rows through each net
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -368,11 +366,7 @@ LOG_COLUMNS = ("epoch", "episodes", "env_steps", "grad_steps", "prior_return", "
 
 
 def write_log(path, rows: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: r.get(k, "") for k in LOG_COLUMNS} for r in rows)
-    store.atomic_write_text(path, buf.getvalue())
+    store.write_csv(path, rows, LOG_COLUMNS)
 
 
 def n_epochs(cfg: SiMPLMetaConfig, n_tasks: int) -> int:
