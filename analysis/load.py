@@ -17,7 +17,9 @@ extrapolated: no grid point lies before a curve's first or after its last evalua
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +281,62 @@ def suite_scores(grid: Grid, suite: str) -> SuiteScores:
 def _task_names(run: Run) -> list[str]:
     names = run.curve.drop_duplicates("task_index").sort_values("task_index")["task"].astype(str)
     return list(names)
+
+
+# --- compute time: every job directory, stages and shards included ------------------------------------------
+PHASE_ORDER = ("skills", "meta-training", "target tasks")  # the order a grid runs them in
+
+
+@dataclass
+class JobTime:
+    """When one finished job (a method run, a stage, or one shard of a sharded stage) started and finished."""
+
+    phase: str  # one of PHASE_ORDER
+    job: str  # the method or stage name
+    started: datetime
+    finished: datetime
+    threads: int
+
+    @property
+    def minutes(self) -> float:
+        return (self.finished - self.started).total_seconds() / 60
+
+
+def job_times(root: Path) -> tuple[list[JobTime], Counter[str]]:
+    """Every finished job under the grid folder `root` with its times, and what was left out or assumed, counted.
+
+    Unlike `scan_grid` this includes the stages (`_shared/...`, "stage": true); every config.json is one job,
+    so a sharded stage counts once per shard. A resumed job keeps its first started_at (harness.job)."""
+    root, jobs, notes = Path(root), [], Counter()
+    for config_path in sorted(root.rglob(store.CONFIG_FILE)):
+        job_dir = config_path.parent
+        if any(part.startswith(".") for part in job_dir.relative_to(root).parts):
+            continue  # bookkeeping (.submitit), not a job
+        try:
+            config = store.read_json(config_path)
+        except (OSError, ValueError):
+            notes[f"with an unreadable {store.CONFIG_FILE} (left out)"] += 1
+            continue
+        if not store.is_done(job_dir):
+            notes["failed (left out)" if (job_dir / store.FAILED_FILE).exists() else "unfinished (left out)"] += 1
+            continue
+        try:
+            started, finished = _utc(config["started_at"]), _utc(config["finished_at"])
+        except (KeyError, TypeError, ValueError):
+            notes["finished without valid started_at/finished_at (left out)"] += 1
+            continue
+        if not config.get("threads"):
+            notes["without a recorded thread count (counted as 1 core)"] += 1
+        name = str(config.get("method", "?"))
+        phase = "target tasks" if not config.get("stage") else "skills" if name == "skills" else "meta-training"
+        jobs.append(JobTime(phase, name, started, finished, int(config.get("threads") or 1)))
+    return jobs, notes
+
+
+def _utc(timestamp: str) -> datetime:
+    """An ISO timestamp as an aware datetime (the harness writes UTC; one without an offset is taken as UTC)."""
+    t = datetime.fromisoformat(timestamp)
+    return t.astimezone(timezone.utc) if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 # --- trajectories (Figure 5) -------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from analysis import plots
 from analysis.aggregate import Estimate, SuiteEstimates, estimate_suite
-from analysis.load import (DONE, AnalysisError, Grid, Run, load_trajectories, scan_grid, suite_scores,
-                           suite_sort_key)
+from analysis.load import (DONE, PHASE_ORDER, AnalysisError, Grid, Run, job_times, load_trajectories, scan_grid,
+                           suite_scores, suite_sort_key)
 from harness import store
 
 FIGURE5_EPISODES = (0, 20, None)  # the paper's Figure 5: episodes 0, 20 and the last (None)
@@ -108,6 +108,7 @@ class Report:
         self._figure6()
         self._figure5()
         self._per_suite()
+        self._compute_time()
         self._notes()
         self._provenance()
         path = self.out / "report.md"
@@ -284,6 +285,41 @@ class Report:
                 f"{self.cfg.threshold:.0%} of the max score ('not reached' = not within the method's episodes). "
                 f"P({reference} > method) = rliable's probability of improvement: the chance that {reference}'s "
                 f"final score beats the method's on a random target task.")
+
+    def _compute_time(self) -> None:
+        self.md.append("## Where the time goes")
+        jobs, notes = job_times(self.grid.root)
+        counted = "; ".join(f"{n} job(s) {why}" for why, n in sorted(notes.items()))
+        notes_line = f"\n\nNotes: {counted}." if counted else ""
+        if not jobs:
+            self.md.append(f"Skipped: no finished job records its start and finish time.{notes_line}")
+            return
+        times = pd.DataFrame([{"phase": j.phase, "job": j.job, "minutes": j.minutes,
+                               "core_minutes": j.minutes * j.threads} for j in jobs])
+        table = times.groupby(["phase", "job"], as_index=False).agg(
+            jobs=("minutes", "size"), job_minutes=("minutes", "sum"), mean_minutes=("minutes", "mean"),
+            max_minutes=("minutes", "max"), core_minutes=("core_minutes", "sum"))
+        table["share_percent"] = 100 * table["job_minutes"] / table["job_minutes"].sum()
+        table = table.sort_values(["phase", "job_minutes"], ascending=[True, False],
+                                  key=lambda c: c.map(PHASE_ORDER.index) if c.name == "phase" else c)
+        csv = self._write_csv(table, "compute_time.csv")
+        self.md.append(_md_table(
+            ["phase", "job", "jobs", "job-minutes", "minutes per job (mean)", "minutes per job (max)",
+             "share of job-minutes", "core-minutes"],
+            [[r.phase, r.job, r.jobs, f"{r.job_minutes:.1f}", f"{r.mean_minutes:.1f}", f"{r.max_minutes:.1f}",
+              f"{r.share_percent:.1f}%", f"{r.core_minutes:.1f}"] for r in table.itertuples()]))
+        start, end = min(j.started for j in jobs), max(j.finished for j in jobs)
+        wall = (end - start).total_seconds() / 60
+        cores = table["core_minutes"].sum()
+        parallelism = f"{cores / wall:.2f}" if wall > 0 else "-"
+        self.md.append(
+            f"**Grid wall time {wall:.1f} min** ({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC, first start to "
+            f"last finish of {len(jobs)} finished jobs), {cores:.1f} core-minutes: mean parallelism {parallelism} "
+            f"cores.\n\nOne job = one job directory: a method run on the target tasks, or a stage (skills = the "
+            f"skill model; meta-training = every other stage), each shard of a sharded stage counted as one job. "
+            f"Job-minutes = finished_at - started_at (a resumed job counts from its first start, pauses included); "
+            f"core-minutes = job-minutes x the job's threads. Table as CSV: [{csv}]({csv})."
+            + notes_line)
 
     def _notes(self) -> None:
         self.md.append(

@@ -92,6 +92,7 @@ class MTRLDistillConfig:
     target_kl: float = 0.1  # δ for KL(π0 ‖ p) (maze 0.1, kitchen 0.2)
     alpha_init: float = 0.1
     lr: float = 3e-4
+    alpha_lr: float = 3e-4  # Adam lr of the dual coefficients (α; paper: 3e-4 like every network)
     batch_size: int = 256  # states per meta-train task per step
     n_steps: int = 20_000
     heldout_fraction: float = 0.1  # each expert's states kept aside to measure distillation quality
@@ -123,7 +124,7 @@ class Distiller:
         self.embeddings = nn.Embedding(self.n_tasks, cfg.e_dim).to(device)  # e_i, one per meta-train task
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.alpha_init), device=device))
         self.opt = adam([*self.policy.parameters(), *self.embeddings.parameters()], cfg.lr)
-        self.alpha_opt = adam([self.log_alpha], cfg.lr)
+        self.alpha_opt = adam([self.log_alpha], cfg.alpha_lr)
         self.train_set, self.heldout_set = self._targets(skill_model, experts, rng)
         self.steps = 0
 
@@ -264,6 +265,7 @@ class MTRLConfig:
     kl_clip: float = 5.0
     alpha_only_grows: bool = True
     lr: float = 3e-4
+    alpha_lr: float = 3e-4  # Adam lr of the dual coefficients (α; paper: 3e-4 like every network)
     gamma: float = 0.99
     tau: float = 0.005
     episodes: int = 1020  # the same x-axis as SiMPL's (whose first 20 are conditioning episodes)
@@ -285,8 +287,8 @@ def run(ctx: "JobContext") -> None:
     settings = SkillSACSettings(
         hidden_dim=policy["hidden_dim"], n_hidden=policy["n_hidden"], batch_size=cfg.batch_size,
         buffer_size=cfg.buffer_size, reuse_rate=cfg.reuse_rate, alpha_init=cfg.alpha_init, target_kl=cfg.target_kl,
-        kl_clip=cfg.kl_clip, alpha_only_grows=cfg.alpha_only_grows, lr=cfg.lr, gamma=cfg.gamma, tau=cfg.tau,
-        eval_deterministic=cfg.eval_deterministic)
+        kl_clip=cfg.kl_clip, alpha_only_grows=cfg.alpha_only_grows, lr=cfg.lr, alpha_lr=cfg.alpha_lr, gamma=cfg.gamma,
+        tau=cfg.tau, eval_deterministic=cfg.eval_deterministic)
     mean_embedding = policy["embeddings"].mean(0)
 
     def make_learner(task_index, task, env):

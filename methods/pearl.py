@@ -61,6 +61,7 @@ class PEARLMetaConfig:
     alpha_init: float = 0.1
     target_entropy_per_dim: float = -1.0
     lr: float = 3e-4
+    alpha_lr: float = 3e-4  # Adam lr of the dual coefficients (α; paper: 3e-4 like every network)
     gamma: float = 0.99
     tau: float = 0.005
     # PEARL (Rakelly et al. 2019): KL weight of the information bottleneck, context size per task
@@ -104,6 +105,7 @@ class PEARLFTConfig(PEARLConfig):
     reuse_rate: float = 256.0
     target_entropy_per_dim: float = -1.0
     lr: float = 3e-4
+    alpha_lr: float = 3e-4  # Adam lr of the dual coefficients (α; paper: 3e-4 like every network)
     gamma: float = 0.99
     tau: float = 0.005
 
@@ -209,7 +211,7 @@ class PEARLMetaTrainer:
         actor = TanhGaussianActor(in_dim, self.act_dim, cfg.hidden_dim, cfg.n_hidden)
         critic = TwinQ(in_dim, self.act_dim, cfg.hidden_dim, cfg.n_hidden)
         self.core = SACCore(actor, critic, lr=cfg.lr, gamma=cfg.gamma, tau=cfg.tau, alpha_init=cfg.alpha_init,
-                            target_divergence=-cfg.target_entropy_per_dim * self.act_dim).to(device)
+                            target_divergence=-cfg.target_entropy_per_dim * self.act_dim, alpha_lr=cfg.alpha_lr).to(device)
         self.encoder = ProductOfGaussiansEncoder(transition_dim(self.obs_dim, self.act_dim), cfg.e_dim,
                                                  cfg.encoder_hidden_dim, cfg.encoder_n_hidden).to(device)
         self.encoder_opt = torch.optim.Adam(self.encoder.parameters(), lr=cfg.lr)
@@ -533,7 +535,7 @@ def fine_tune_settings(cfg: PEARLFTConfig, meta: MetaModel) -> SACConfig:
     """The flat SAC learner's config for PEARL-ft: the meta-trained network sizes and α, no random warm-up."""
     return SACConfig(hidden_dim=meta.config["hidden_dim"], n_hidden=meta.config["n_hidden"],
                      alpha_init=float(meta.log_alpha.exp()), target_entropy_per_dim=cfg.target_entropy_per_dim,
-                     batch_size=cfg.batch_size, lr=cfg.lr, gamma=cfg.gamma, tau=cfg.tau, buffer_size=cfg.buffer_size,
+                     batch_size=cfg.batch_size, lr=cfg.lr, alpha_lr=cfg.alpha_lr, gamma=cfg.gamma, tau=cfg.tau, buffer_size=cfg.buffer_size,
                      reuse_rate=cfg.reuse_rate, learning_starts=0, episodes=cfg.episodes, eval_every=cfg.eval_every,
                      n_eval_episodes=cfg.n_eval_episodes, eval_deterministic=cfg.eval_deterministic)
 

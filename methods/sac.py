@@ -33,6 +33,7 @@ class SACConfig:
     target_entropy_per_dim: float = -1.0  # target entropy = this × dim(A)
     batch_size: int = 4096
     lr: float = 3e-4
+    alpha_lr: float = 3e-4  # Adam lr of the dual coefficients (α; paper: 3e-4 like every network)
     gamma: float = 0.99
     tau: float = 0.005
     buffer_size: int = 1_000_000
@@ -66,7 +67,7 @@ class FlatSACLearner:
         actor = TanhGaussianActor(obs_dim, act_dim, cfg.hidden_dim, cfg.n_hidden)
         critic = TwinQ(obs_dim, act_dim, cfg.hidden_dim, cfg.n_hidden)
         self.core = SACCore(actor, critic, lr=cfg.lr, gamma=cfg.gamma, tau=cfg.tau, alpha_init=cfg.alpha_init,
-                            target_divergence=-cfg.target_entropy_per_dim * act_dim).to(device)
+                            target_divergence=-cfg.target_entropy_per_dim * act_dim, alpha_lr=cfg.alpha_lr).to(device)
         self.buffer = ReplayBuffer(cfg.buffer_size, obs_dim, act_dim, device)
         self.act_dim = act_dim
         self.total_steps = 0

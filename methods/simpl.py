@@ -56,6 +56,7 @@ class SiMPLConfig:
     kl_clip: float = 5.0  # kitchen 20
     alpha_only_grows: bool = True  # reference maze; the kitchen value is not recorded, kept the same
     lr: float = 3e-4
+    alpha_lr: float = 3e-4  # Adam lr of the dual coefficients (α; paper: 3e-4 like every network)
     gamma: float = 0.99
     tau: float = 0.005
     episodes: int = 1020  # 20 conditioning + 1000 fine-tuning episodes (reference), the curve's x-axis
@@ -87,7 +88,7 @@ class SiMPLTargetLearner:
         settings = SkillSACSettings(
             hidden_dim=meta["hidden_dim"], n_hidden=meta["n_hidden"], batch_size=cfg.batch_size,
             buffer_size=cfg.buffer_size, reuse_rate=cfg.reuse_rate, alpha_init=float(np.exp(meta["log_alpha_large"])),
-            target_kl=cfg.target_kl, kl_clip=cfg.kl_clip, alpha_only_grows=cfg.alpha_only_grows, lr=cfg.lr,
+            target_kl=cfg.target_kl, kl_clip=cfg.kl_clip, alpha_only_grows=cfg.alpha_only_grows, lr=cfg.lr, alpha_lr=cfg.alpha_lr,
             gamma=cfg.gamma, tau=cfg.tau, eval_deterministic=cfg.eval_deterministic)
         self.learner = SkillSpaceLearner(settings, skill_model, obs_dim, record_positions,
                                          context=torch.zeros(self.e_dim), device=device)

@@ -78,7 +78,8 @@ class SiMPLMetaConfig:
     alpha_init_large: float = 1e-3  # α2 for large-context batches (kitchen 0.03)
     target_kl_large: float = 1.0  # δ2; paper B.2.1: 0.4 (kitchen reference 4; paper 0.4)
     kl_clip: float = 5.0  # KL(π ‖ p) clip in the critic target (kitchen 6)
-    lr: float = 3e-4  # Adam, all networks and coefficients (appendix B)
+    lr: float = 3e-4  # Adam, all networks (appendix B)
+    coef_lr: float = 3e-4  # Adam lr of α1, α2 and the encoder KL coefficients (paper: 3e-4 like the networks)
     gamma: float = 0.99
     tau: float = 0.005
     # length: the appendix's meta-training episodes (maze 10/20/40 tasks: 10000/18000/16000; kitchen 3450);
@@ -203,14 +204,14 @@ class SiMPLMetaLearner:
         # the one target-task learning starts from); the meta step below is SiMPL's own.
         self.core = SACCore(actor, critic, lr=cfg.lr, gamma=cfg.gamma, tau=cfg.tau, alpha_init=cfg.alpha_init_large,
                             target_divergence=cfg.target_kl_large, alpha_only_grows=True,
-                            divergence_clip=cfg.kl_clip).to(device)
+                            divergence_clip=cfg.kl_clip, alpha_lr=cfg.coef_lr).to(device)
         self.log_alpha_small = nn.Parameter(torch.tensor(math.log(cfg.alpha_init_small), device=device))
         self.log_enc_coef_small = nn.Parameter(torch.tensor(math.log(cfg.enc_coef_init_small), device=device))
         self.log_enc_coef_large = nn.Parameter(torch.full((n_tasks,), math.log(cfg.enc_coef_init_large), device=device))
         # Encoder and critics minimise the same loss (TD + encoder KL); separate Adams are the same as one joint Adam.
         self.encoder_opt = torch.optim.Adam(self.encoder.parameters(), lr=cfg.lr, fused=True)
         self.coefs = [self.log_alpha_small, self.core.log_alpha, self.log_enc_coef_small, self.log_enc_coef_large]
-        self.coef_opt = torch.optim.Adam(self.coefs, lr=cfg.lr, fused=True)
+        self.coef_opt = torch.optim.Adam(self.coefs, lr=cfg.coef_lr, fused=True)
         self.rl_buffers = TaskBuffers(n_tasks, cfg.buffer_size, obs_dim, self.z_dim, device)
         self.enc_buffers = TaskBuffers(n_tasks, cfg.buffer_size, obs_dim, self.z_dim, device)
 

@@ -33,6 +33,7 @@ class SPiRLConfig:
     kl_clip: float = 10.0
     alpha_only_grows: bool = False  # SPiRL's α may rise and fall
     lr: float = 3e-4
+    alpha_lr: float = 3e-4  # Adam lr of the dual coefficients (α; paper: 3e-4 like every network)
     gamma: float = 0.99
     tau: float = 0.005
     episodes: int = 500  # reference: 500 target-task episodes

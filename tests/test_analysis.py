@@ -18,6 +18,7 @@ from rliable import metrics  # noqa: E402
 from analysis import aggregate, plots, report  # noqa: E402
 from analysis.load import (DONE, FAILED, REFUSED, UNFINISHED, AnalysisError, SuiteScores,  # noqa: E402
                            check_scores, scan_grid, suite_scores)
+from harness import store  # noqa: E402
 try:  # tests/ on sys.path (pytest's default rootdir insertion) or the repository root (python -m pytest)
     from synthetic_results import make_grid, write_run, write_stage  # noqa: E402
 except ModuleNotFoundError:
@@ -251,7 +252,7 @@ def test_report_lists_every_run_and_what_is_missing(full_report):
     assert len(run_dirs) == 3 * 6 * 3 - 4 + 3
     for run_dir in run_dirs:
         assert f"`{run_dir}`" in text, run_dir
-    assert "skills" not in text and "_shared" not in text
+    assert "| maze-tiny | skills |" not in text and "_shared" not in text  # stages are not runs
     assert "RuntimeError: NaN in critic loss (log: job.log)" in text
     assert "schema_version 2" in text
     assert "maze-40: PEARL lacks seed(s) 2" in text and "kitchen-tiny: MTRL missing" in text
@@ -277,6 +278,51 @@ def test_tables_hold_every_method_with_intervals(full_report):
     assert maze["final_iqm_point"].idxmax() == "simpl"
     assert (poi[poi["suite"] == "maze-40"]["p_x_better"] > 0.9).all()
     assert "| SiMPL | 3 | 0, 1, 2 |" in text
+
+
+def _timed(job_dir: Path, start: str, end: str | None, threads: int, **fields) -> Path:
+    """Give a job directory's config.json known times (UTC, same day); end None = no DONE (unfinished)."""
+    path = job_dir / store.CONFIG_FILE
+    config = store.read_json(path) if path.exists() else {"schema_version": 1}
+    day = "2026-11-25T"
+    config.update(fields, started_at=day + start + ":00+00:00", threads=threads,
+                  finished_at=day + end + ":00+00:00" if end else None)
+    store.write_json(path, config)
+    if end:
+        store.atomic_write_text(job_dir / store.DONE_FILE, "")
+    return job_dir
+
+
+def test_compute_time_per_phase_and_job_with_wall_time(tmp_path):
+    grid = tmp_path / "results" / "timed"
+    curve = lambda *a: 0.5  # noqa: E731
+    _timed(write_run(grid, "maze-tiny", "sac", 0, [0, 10], curve), "10:00", "10:45", threads=1)
+    _timed(write_run(grid, "maze-tiny", "simpl", 0, [0, 10], curve), "10:30", "11:30", threads=2)
+    write_run(grid, "maze-tiny", "spirl", 0, [0], curve, status="failed")  # started 00:00: not in the wall time
+    write_stage(grid)  # two finished skill stages without times: left out with a note
+    stages = grid / "_shared"
+    _timed(stages / "data" / "skills" / "seed-1", "09:00", "09:20", threads=1, method="skills", stage=True)
+    for shard, end in ((0, "09:30"), (1, "09:40")):
+        _timed(stages / "maze-tiny" / "mtrl-experts" / "seed-0" / store.shard_dir_name(shard), "09:20", end,
+               threads=1, method="mtrl-experts", stage=True, shard=shard)
+    _timed(stages / "maze-tiny" / "pearl-meta" / "seed-0", "09:40", None, threads=1, method="pearl-meta", stage=True)
+    out = tmp_path / "report"
+    text = report.build_report(report.ReportConfig(grid=grid, out=out, reps=50, show_progress=False)).read_text()
+    table = pd.read_csv(out / "tables" / "compute_time.csv")
+    # job-minutes 20 + (10 + 20) + 60 + 45 = 155, in phase order, then most minutes first
+    assert table[["phase", "job", "jobs"]].values.tolist() == [
+        ["skills", "skills", 1], ["meta-training", "mtrl-experts", 2], ["target tasks", "simpl", 1],
+        ["target tasks", "sac", 1]]
+    assert table["job_minutes"].tolist() == pytest.approx([20, 30, 60, 45])
+    assert table["max_minutes"].tolist() == pytest.approx([20, 20, 60, 45])
+    assert table["core_minutes"].tolist() == pytest.approx([20, 30, 120, 45])
+    assert table["share_percent"].tolist() == pytest.approx([100 * m / 155 for m in (20, 30, 60, 45)])
+    assert "| meta-training | mtrl-experts | 2 | 30.0 | 15.0 | 20.0 | 19.4% | 30.0 |" in text
+    # wall time: 09:00 (skills start) to 11:30 (simpl finish) = 150 min; 215 core-minutes / 150 = 1.43 cores
+    assert "**Grid wall time 150.0 min** (2026-11-25 09:00 to 2026-11-25 11:30 UTC" in text
+    assert "215.0 core-minutes: mean parallelism 1.43 cores" in text
+    assert ("Notes: 1 job(s) failed (left out); 2 job(s) finished without valid started_at/finished_at (left out); "
+            "1 job(s) unfinished (left out).") in text
 
 
 def test_figure5_is_skipped_with_a_reason_without_the_maze_drawer(tmp_path, monkeypatch):

@@ -84,7 +84,8 @@ def adam(params, lr: float) -> torch.optim.Adam:
 class SACCore(nn.Module):
     def __init__(self, actor: nn.Module, critic: TwinQ, *, lr: float = 3e-4, gamma: float = 0.99, tau: float = 0.005,
                  alpha_init: float = 0.1, target_divergence: float = 0.0, auto_alpha: bool = True,
-                 alpha_only_grows: bool = False, divergence_clip: float | None = None):
+                 alpha_only_grows: bool = False, divergence_clip: float | None = None,
+                 alpha_lr: float | None = None):
         super().__init__()
         self.actor, self.critic = actor, critic
         self.critic_target = copy.deepcopy(critic).requires_grad_(False)
@@ -94,7 +95,7 @@ class SACCore(nn.Module):
         self.divergence_clip = divergence_clip
         self.actor_opt = adam(actor.parameters(), lr)
         self.critic_opt = adam(critic.parameters(), lr)
-        self.alpha_opt = adam([self.log_alpha], lr)
+        self.alpha_opt = adam([self.log_alpha], lr if alpha_lr is None else alpha_lr)
         self._online = list(critic.parameters())
         self._target = list(self.critic_target.parameters())
 
@@ -137,9 +138,8 @@ class SACCore(nn.Module):
 
         if self.auto_alpha:
             old = self.log_alpha.detach().clone() if self.alpha_only_grows else None
-            alpha_loss = -(self.log_alpha * (div.mean() - self.target_divergence))
-            self.alpha_opt.zero_grad(set_to_none=True)
-            alpha_loss.backward()
+            # ∂/∂log α of the α loss −log α·(D − target), set directly: no graph, no backward pass for one scalar
+            self.log_alpha.grad = (self.target_divergence - div.mean()).reshape_as(self.log_alpha)
             self.alpha_opt.step()
             if old is not None:
                 with torch.no_grad():

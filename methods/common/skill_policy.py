@@ -74,6 +74,7 @@ class SkillSACSettings:
     kl_clip: float
     alpha_only_grows: bool
     lr: float = 3e-4
+    alpha_lr: float = 3e-4
     gamma: float = 0.99
     tau: float = 0.005
     eval_deterministic: bool = True
@@ -92,7 +93,7 @@ class SkillSpaceLearner:
         critic = TwinQ(in_dim, z_dim, s.hidden_dim, s.n_hidden)
         self.core = SACCore(actor, critic, lr=s.lr, gamma=s.gamma, tau=s.tau, alpha_init=s.alpha_init,
                             target_divergence=s.target_kl, alpha_only_grows=s.alpha_only_grows,
-                            divergence_clip=s.kl_clip).to(device)
+                            divergence_clip=s.kl_clip, alpha_lr=s.alpha_lr).to(device)
         self.buffer = ReplayBuffer(s.buffer_size, in_dim, z_dim, device)
         self.last_stats: dict[str, float] = {}
 

@@ -33,6 +33,10 @@ PAPER_DATA_ID = "simpl-bench/maze20-planner-v0"
 TINY_LAYOUT = "maze_tiny_layout.txt"
 TINY_START = (4.0, 4.0)
 TINY_HORIZON = 300
+# Tiny goals (assets/tiny_*_goals.csv): meta-train and target goals come from one distribution, as in the paper's
+# suites: the free cells on the maze's outer ring 4-5 steps (path length) from the start, 3 of them held out as
+# targets (1-3, 3-1, 7-5), 6 spread around the ring for meta-training. (The first tiny suite put its meta-train
+# goals in the far corners, 5-6 steps away, beyond the targets: a train/test shift the paper's suites do not have.)
 # 100 × 500 = 50k steps: a couple of seconds to build, and every cell of the 7×7 maze is crossed many times.
 TINY_DATA = PlannerDataConfig(layout_file=TINY_LAYOUT, start=TINY_START, n_episodes=100, episode_steps=500)
 TINY_DATA_ID = "simpl-bench/maze-tiny-planner-v0"
