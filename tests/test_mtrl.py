@@ -79,9 +79,11 @@ def test_prior_coefficient_rises_while_the_distilled_policy_is_far_from_the_prio
     torch.manual_seed(0)
     skill_model = SkillModel(4, 2, SkillModelConfig()).freeze()
     experts = _synthetic_experts(skill_model, 2, 200, 4)
-    tight = Distiller(MTRLDistillConfig(hidden_dim=32, n_hidden=1, e_dim=2, target_kl=0.01, batch_size=32, lr=1e-2),
+    tight = Distiller(MTRLDistillConfig(hidden_dim=32, n_hidden=1, e_dim=2, target_kl=0.01, batch_size=32, lr=1e-2,
+                                          alpha_lr=1e-2),
                       skill_model, experts, np.random.default_rng(0))
-    loose = Distiller(MTRLDistillConfig(hidden_dim=32, n_hidden=1, e_dim=2, target_kl=100.0, batch_size=32, lr=1e-2),
+    loose = Distiller(MTRLDistillConfig(hidden_dim=32, n_hidden=1, e_dim=2, target_kl=100.0, batch_size=32, lr=1e-2,
+                                          alpha_lr=1e-2),
                       skill_model, experts, np.random.default_rng(0))
     for _ in range(100):
         t, lo = tight.step(), loose.step()

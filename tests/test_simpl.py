@@ -26,7 +26,7 @@ from tasks import get_suite
 
 torch.set_num_threads(1)
 SUITE = "maze-tiny"
-SLOW_EPOCHS, SLOW_EVAL_EPISODES = 50, 10
+SLOW_EPOCHS, SLOW_EVAL_EPISODES, SLOW_CONDITIONINGS = 50, 10, 4
 TINY_SKILLS = SkillModelConfig(encoder_lstm_units=16, hidden_dim=32, decoder_layers=1, prior_layers=1)
 
 
@@ -321,11 +321,14 @@ def test_conditioned_policy_beats_the_prior_on_held_out_goals(tmp_path):
     target_cfg = get_method("simpl").resolve_config("smoke", suite)
     conditioned, prior = [], []
     for i, task in enumerate(suite.target_tasks):
-        env = suite.make_env(task, seed=100 + i)
-        learner = SiMPLTargetLearner(target_cfg, meta, model, 4, record_positions=False)
-        for _ in range(target_cfg.conditioning_episodes):
-            learner.train_episode(env)
-        conditioned += [learner.eval_episode(env).ret for _ in range(SLOW_EVAL_EPISODES)]
+        # Several independent conditionings per goal: whether 20 task-prior episodes happen to see the reward decides
+        # where e* points (results/README.md), so one conditioning per goal measures luck, not the method.
+        for k in range(SLOW_CONDITIONINGS):
+            env = suite.make_env(task, seed=100 + 10 * i + k)
+            learner = SiMPLTargetLearner(target_cfg, meta, model, 4, record_positions=False)
+            for _ in range(target_cfg.conditioning_episodes):
+                learner.train_episode(env)
+            conditioned += [learner.eval_episode(env).ret for _ in range(SLOW_EVAL_EPISODES // 2)]
         with torch.random.fork_rng():  # the baseline's own env and RNG stream: independent of what ran before it
             torch.manual_seed(200 + i)
             prior_env = suite.make_env(task, seed=200 + i)
