@@ -50,9 +50,9 @@ def dense_tiny_suite(horizon: int = 100) -> Suite:
 # budget. Measured on this machine (seeds 0/1): separation 1.1/0.8 before, 2.5/5.1 after; final distance to
 # the goal 3.8/3.7 with e* vs 4.7/4.4 with e ~ N(0, I) (with kl_lambda 0.1: 4.2 vs 4.3 for seed 0).
 DENSE_DEMO = PEARLMetaConfig(hidden_dim=64, n_hidden=2, encoder_hidden_dim=64, encoder_n_hidden=2, e_dim=4,
-                             gamma=0.9, lr=1e-3, kl_lambda=0.01, tasks_per_step=6, batch_size=64, context_size=32,
-                             buffer_size=20_000, encoder_buffer_size=1_000, initial_episodes=2, tasks_per_iteration=3,
-                             reuse_rate=64.0, iterations=30)
+                             gamma=0.9, lr=1e-3, alpha_lr=1e-3, kl_lambda=0.01, tasks_per_step=6, batch_size=64,
+                             context_size=32, buffer_size=20_000, encoder_buffer_size=1_000, initial_episodes=2,
+                             tasks_per_iteration=3, reuse_rate=64.0, iterations=30)
 
 
 def meta_train_dense(cfg: PEARLMetaConfig = DENSE_DEMO, seed: int = 0, probe_episodes: int = 3
