@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -80,11 +80,11 @@ class SiMPLTargetLearner:
     """Conditioning episodes, then the shared skill-space learner with the fixed context e* (composition)."""
 
     def __init__(self, cfg: SiMPLConfig, meta: dict[str, Any], skill_model: SkillModel, obs_dim: int,
-                 record_positions: bool, device: torch.device = CPU):
+                 record_positions: bool, device: torch.device = CPU, log: Callable[[str], None] | None = None):
         if meta["obs_dim"] != obs_dim or meta["z_dim"] != skill_model.z_dim:
             raise ValueError(f"the simpl_meta artifact was trained for obs_dim {meta['obs_dim']}, z_dim "
                              f"{meta['z_dim']}, not {obs_dim}, {skill_model.z_dim}; rerun the simpl-meta stage")
-        self.cfg, self.obs_dim, self.e_dim, self.device = cfg, obs_dim, meta["e_dim"], device
+        self.cfg, self.obs_dim, self.e_dim, self.device, self.log = cfg, obs_dim, meta["e_dim"], device, log
         settings = SkillSACSettings(
             hidden_dim=meta["hidden_dim"], n_hidden=meta["n_hidden"], batch_size=cfg.batch_size,
             buffer_size=cfg.buffer_size, reuse_rate=cfg.reuse_rate, alpha_init=float(np.exp(meta["log_alpha_large"])),
@@ -132,6 +132,10 @@ class SiMPLTargetLearner:
         self.conditioning.append(rows)  # recorded for the encoder; never replayed
         if len(self.conditioning) == self.cfg.conditioning_episodes:
             self.e_star = self.encode_conditioning()
+            if self.log is not None:  # e* is only as good as the rewards its context holds: say how many it saw
+                rewarded = sum(bool((r["reward"] > 0).any()) for r in self.conditioning)
+                self.log(f"conditioned: {rewarded} of {len(self.conditioning)} conditioning episodes saw a reward; "
+                         "e* = [" + ", ".join(f"{v:.2f}" for v in self.e_star.tolist()) + "]")
         if self.e_star is not None:
             self.learner.context = self.e_star.reshape(1, -1)
         return ep
@@ -158,7 +162,8 @@ def run(ctx: JobContext) -> None:
 
     def make_learner(task_index, task, env):
         return SiMPLTargetLearner(cfg, meta, skill_model, env.observation_space.shape[0],
-                                  record_positions=ctx.suite.domain == "maze", device=ctx.device)
+                                  record_positions=ctx.suite.domain == "maze", device=ctx.device,
+                                  log=lambda msg: ctx.log(f"target task {task_index} ({task.name}): {msg}"))
 
     # an evaluation after episode k is labelled by the phase of episode k (conditioning or fine-tuning)
     learn_target_tasks(ctx, make_learner, LoopSettings(cfg.episodes, cfg.eval_every, cfg.n_eval_episodes),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import gymnasium as gym
@@ -21,12 +22,61 @@ def test_tanh_gaussian_log_prob_matches_torch_distributions():
     obs = torch.randn(64, 3)
     torch.manual_seed(1)
     action, log_prob = actor.sample(obs)
-    mean, std = actor._mean_std(obs)
-    reference = TransformedDistribution(Normal(mean, std), [TanhTransform(cache_size=1)])
+    mean, log_std = actor._mean_log_std(obs)
+    reference = TransformedDistribution(Normal(mean, log_std.exp()), [TanhTransform(cache_size=1)])
     expected = reference.log_prob(action.clamp(-1 + 1e-6, 1 - 1e-6)).sum(-1)
     ok = action.abs().max(-1).values < 0.999  # away from the saturated edge, where atanh is ill-conditioned
     assert torch.allclose(log_prob[ok], expected[ok], atol=1e-3)
     assert action.abs().max() <= 1.0
+
+
+def test_thin_input_layer_is_nn_linear_stored_transposed():
+    from methods.common.nets import ThinInputLinear, mlp
+
+    torch.manual_seed(0)
+    reference = torch.nn.Linear(6, 64)
+    torch.manual_seed(0)
+    thin = ThinInputLinear(6, 64)  # same initial values, drawn the same way
+    assert thin.weight.shape == (6, 64) and torch.equal(thin.weight, reference.weight.t())
+    x = torch.randn(32, 6, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    g = torch.randn(32, 64)
+    thin(x).backward(g)
+    reference(x_ref).backward(g)
+    torch.testing.assert_close(thin.weight.grad, reference.weight.grad.t())
+    torch.testing.assert_close(thin.bias.grad, reference.bias.grad)
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    torch.testing.assert_close(thin(torch.ones(3, 5, 6)), reference(torch.ones(3, 5, 6)))  # batched leading dims
+    # a checkpoint of an MLP with nn.Linear's (out, in) first layer loads into the thin-input MLP
+    old = torch.nn.Sequential(torch.nn.Linear(6, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
+    new = mlp(6, 1, 64, 1)
+    assert isinstance(new[0], ThinInputLinear)
+    new.load_state_dict(old.state_dict())
+    torch.testing.assert_close(new(x_ref.detach()), old(x_ref.detach()))
+
+
+def test_fused_adam_fast_path_is_torch_adam_bit_for_bit():
+    from methods.common.sac import FusedAdam
+
+    def run(make_opt, reload_at=None):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+        opt = make_opt(net.parameters())
+        for i in range(6):
+            if i == reload_at:  # a checkpoint round trip mid-run: the fast path must step the loaded state tensors
+                opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+            x = torch.randn(16, 3)
+            opt.zero_grad(set_to_none=True)
+            net(x).square().mean().backward()
+            opt.step()
+        return [p.detach().clone() for p in net.parameters()], opt.state_dict()
+
+    expected, expected_state = run(lambda p: torch.optim.Adam(p, lr=1e-2, fused=True))
+    for reload_at in (None, 3):
+        params, state = run(lambda p: FusedAdam(p, lr=1e-2), reload_at)
+        assert all(torch.equal(a, b) for a, b in zip(params, expected))
+        assert all(torch.equal(state["state"][k]["exp_avg_sq"], expected_state["state"][k]["exp_avg_sq"])
+                   and float(state["state"][k]["step"]) == 6 for k in expected_state["state"])
 
 
 def test_replay_buffer_wraps_and_round_trips():
