@@ -22,37 +22,12 @@ def test_tanh_gaussian_log_prob_matches_torch_distributions():
     obs = torch.randn(64, 3)
     torch.manual_seed(1)
     action, log_prob = actor.sample(obs)
-    mean, log_std = actor._mean_log_std(obs)
-    reference = TransformedDistribution(Normal(mean, log_std.exp()), [TanhTransform(cache_size=1)])
+    mean, std = actor._mean_std(obs)
+    reference = TransformedDistribution(Normal(mean, std), [TanhTransform(cache_size=1)])
     expected = reference.log_prob(action.clamp(-1 + 1e-6, 1 - 1e-6)).sum(-1)
     ok = action.abs().max(-1).values < 0.999  # away from the saturated edge, where atanh is ill-conditioned
     assert torch.allclose(log_prob[ok], expected[ok], atol=1e-3)
     assert action.abs().max() <= 1.0
-
-
-def test_thin_input_layer_is_nn_linear_stored_transposed():
-    from methods.common.nets import ThinInputLinear, mlp
-
-    torch.manual_seed(0)
-    reference = torch.nn.Linear(6, 64)
-    torch.manual_seed(0)
-    thin = ThinInputLinear(6, 64)  # same initial values, drawn the same way
-    assert thin.weight.shape == (6, 64) and torch.equal(thin.weight, reference.weight.t())
-    x = torch.randn(32, 6, requires_grad=True)
-    x_ref = x.detach().clone().requires_grad_(True)
-    g = torch.randn(32, 64)
-    thin(x).backward(g)
-    reference(x_ref).backward(g)
-    torch.testing.assert_close(thin.weight.grad, reference.weight.grad.t())
-    torch.testing.assert_close(thin.bias.grad, reference.bias.grad)
-    torch.testing.assert_close(x.grad, x_ref.grad)
-    torch.testing.assert_close(thin(torch.ones(3, 5, 6)), reference(torch.ones(3, 5, 6)))  # batched leading dims
-    # a checkpoint of an MLP with nn.Linear's (out, in) first layer loads into the thin-input MLP
-    old = torch.nn.Sequential(torch.nn.Linear(6, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
-    new = mlp(6, 1, 64, 1)
-    assert isinstance(new[0], ThinInputLinear)
-    new.load_state_dict(old.state_dict())
-    torch.testing.assert_close(new(x_ref.detach()), old(x_ref.detach()))
 
 
 def test_fused_adam_fast_path_is_torch_adam_bit_for_bit():

@@ -9,42 +9,6 @@ from torch import nn
 from torch.distributions import Independent, Normal
 
 
-class ThinInputLinear(nn.Module):
-    """A Linear layer for a thin input (a few state / action features into a wide hidden layer) that stores its
-    weight as (in, out) instead of nn.Linear's (out, in).
-
-    Same function, same initial values (drawn by an nn.Linear, then transposed) and the same state-dict keys; only
-    the storage differs, because on one CPU thread the thin products of the backward pass are 3-5× slower in
-    nn.Linear's layout: the weight gradient (hidden × batch) @ (batch × in) and the input gradient
-    (batch × hidden) @ (hidden × in) (measured in docs/sac-update.md). A checkpoint written with an (out, in)
-    weight still loads: it is transposed on load."""
-
-    def __init__(self, in_dim: int, out_dim: int):
-        super().__init__()
-        init = nn.Linear(in_dim, out_dim)
-        self.weight = nn.Parameter(init.weight.detach().t().contiguous())
-        self.bias = nn.Parameter(init.bias.detach().clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2:
-            return torch.addmm(self.bias, x, self.weight)
-        return torch.matmul(x, self.weight) + self.bias
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        w = state_dict.get(prefix + "weight")
-        if w is not None and w.shape != self.weight.shape and w.t().shape == self.weight.shape:
-            state_dict[prefix + "weight"] = w.t().contiguous()  # an nn.Linear (out, in) checkpoint
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.weight.shape[0]}, out_features={self.weight.shape[1]}"
-
-
-def linear(in_dim: int, out_dim: int) -> nn.Module:
-    """nn.Linear, or ThinInputLinear when the input is thin next to the output (≤ a quarter as wide)."""
-    return ThinInputLinear(in_dim, out_dim) if 4 * in_dim <= out_dim else nn.Linear(in_dim, out_dim)
-
-
 def mlp(in_dim: int, out_dim: int, hidden_dim: int = 256, n_hidden: int = 2, activation: type[nn.Module] = nn.ReLU,
         batch_norm: bool = False, activation_kwargs: dict | None = None) -> nn.Sequential:
     """`n_hidden` hidden layers of `hidden_dim` units, then a linear output layer (n_hidden + 1 Linear layers).
@@ -58,7 +22,7 @@ def mlp(in_dim: int, out_dim: int, hidden_dim: int = 256, n_hidden: int = 2, act
     if activation is nn.ReLU:
         kwargs.setdefault("inplace", True)
     for _ in range(n_hidden):
-        layers.append(nn.Linear(d, hidden_dim) if layers else linear(d, hidden_dim))
+        layers.append(nn.Linear(d, hidden_dim))
         if batch_norm:
             layers.append(nn.BatchNorm1d(hidden_dim))
         layers.append(activation(**kwargs))

@@ -42,27 +42,24 @@ class TanhGaussianActor(nn.Module):
         self.net = mlp(obs_dim, 2 * act_dim, hidden_dim, n_hidden)
         self.log_std_bounds = log_std_bounds
 
-    def _mean_log_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _mean_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_std = self.net(obs).chunk(2, dim=-1)
-        return mean, log_std.clamp(*self.log_std_bounds)
+        return mean, log_std.clamp(*self.log_std_bounds).exp()
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = self._mean_log_std(obs)
+        mean, std = self._mean_std(obs)
         eps = torch.randn_like(mean)
-        pre_tanh = torch.addcmul(mean, log_std.exp(), eps)  # u = mean + std·eps
+        pre_tanh = mean + std * eps
         action = torch.tanh(pre_tanh)
-        # log π(a|s) = log N(u; mean, std) − Σ log(1 − tanh² u), with log(1 − tanh² u) = 2(log 2 − u − softplus(−2u))
-        # (stable). Written with few autograd nodes (the update is op-overhead bound): eps carries no gradient, so
-        # Σ ½eps² and the constants are one no-grad term.
-        with torch.no_grad():
-            const = -0.5 * eps.square().sum(-1) - mean.shape[-1] * (0.5 * math.log(2 * math.pi) + 2 * math.log(2))
-        log_prob = (2 * (pre_tanh + nn.functional.softplus(-2 * pre_tanh)) - log_std).sum(-1) + const
+        # log N(pre_tanh; mean, std) − Σ log(1 − tanh²), the latter in the stable form 2(log2 − u − softplus(−2u))
+        log_prob = (-0.5 * eps.square() - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - (2 * (math.log(2) - pre_tanh - nn.functional.softplus(-2 * pre_tanh))).sum(-1)
         return action, log_prob
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        mean, log_std = self._mean_log_std(obs)
-        return torch.tanh(mean if deterministic else torch.addcmul(mean, log_std.exp(), torch.randn_like(mean)))
+        mean, std = self._mean_std(obs)
+        return torch.tanh(mean if deterministic else mean + std * torch.randn_like(mean))
 
 
 class TwinQ(nn.Module):
