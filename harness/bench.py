@@ -94,7 +94,33 @@ def _report(name: str, seconds: float, flops: int, rate: float) -> str:
 
 
 # --- update benchmarks ----------------------------------------------------------------------------------------
-def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str, env_steps: int) -> None:
+def interleaved(fns: dict[str, Callable[[], None]], min_block_s: float = 0.4, rounds: int = 9,
+                warmup_s: float = 1.0) -> dict[str, list[float]]:
+    """Seconds per call of each of `fns`, timed in alternating blocks (a, b, a, b, ...) for `rounds` rounds after a
+    warm-up of each: a slower or faster spell of the machine (another process on the second core) falls on both,
+    so the ratio of same-round blocks is steadier than the ratio of two separate medians."""
+    reps = {}
+    for name, fn in fns.items():
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() < t0 + warmup_s or n < 3:
+            fn()
+            n += 1
+        reps[name] = max(1, int(min_block_s * n / (time.perf_counter() - t0)))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(reps[name]):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / reps[name])
+    return samples
+
+
+def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str) -> None:
+    """Our SAC update and train loop against stable-baselines3's on the same env, networks and batch, one thread.
+
+    Each pair (update alone, train loop) is timed in alternating blocks; the ratio printed is the median over
+    rounds of SB3's block time over ours."""
     from methods.common.replay import ReplayBuffer
     from methods.common.sac import SACCore, TanhGaussianActor, TwinQ
     from tasks import get_suite
@@ -104,14 +130,13 @@ def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str, env_steps
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     rate = mm_rate()
     torch.manual_seed(0)
-    core = SACCore(TanhGaussianActor(obs_dim, act_dim, hidden, n_hidden), TwinQ(obs_dim, act_dim, hidden, n_hidden),
-                   target_divergence=float(act_dim))
+    core = SACCore(TanhGaussianActor(obs_dim, act_dim, hidden, n_hidden, thin_input_transposed=True),
+                   TwinQ(obs_dim, act_dim, hidden, n_hidden, thin_input_transposed=True),
+                   target_divergence=float(act_dim))  # the networks of the `sac` method (methods/sac.py)
     buf = ReplayBuffer(100_000, obs_dim, act_dim)
     buf.add_many(np.random.randn(100_000, obs_dim), np.random.uniform(-1, 1, (100_000, act_dim)),
                  np.random.rand(100_000), np.random.randn(100_000, obs_dim), np.zeros(100_000))
-    ours = timed(lambda: core.update(buf.sample(batch)))
     flops = count_flops(lambda: core.update(buf.sample(batch)))
-    print(_report(f"sac update (ours, {n_hidden}x{hidden}, batch {batch})", ours, flops, rate))
 
     # The same update inside a training loop: act, step the env, add, update (1 update per env step, as SB3).
     obs, _ = env.reset()
@@ -125,37 +150,32 @@ def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str, env_steps
         state["obs"] = env.reset()[0] if term or trunc else nxt
         core.update(buf.sample(batch))
 
-    ours_loop = timed(loop_step)
-    print(f"sac train loop (ours): {1 / ours_loop:8.1f} env steps/s = updates/s")
+    sb3 = _sb3_sac(suite.make_env(suite.target_tasks[0], seed=0), hidden, n_hidden, batch)
+    sb3_steps = 200  # env steps per SB3 learn() call in the loop timing (each call adds a few ms of set-up)
+    update = interleaved({"ours": lambda: core.update(buf.sample(batch)),
+                          "sb3": lambda: sb3.train(gradient_steps=1, batch_size=batch)})
+    loop = interleaved({"ours": lambda: [loop_step() for _ in range(sb3_steps)],
+                        "sb3": lambda: sb3.learn(sb3_steps, reset_num_timesteps=False)}, rounds=5)
+    version = __import__("stable_baselines3").__version__
+    med = statistics.median
+    print(_report(f"sac update (ours, {n_hidden}x{hidden}, batch {batch})", med(update["ours"]), flops, rate))
+    print(f"sac train loop (ours): {sb3_steps / med(loop['ours']):8.1f} env steps/s = updates/s")
+    print(_report(f"sac update (stable-baselines3 {version})", med(update["sb3"]), flops, rate))
+    print(f"sac train loop (stable-baselines3): {sb3_steps / med(loop['sb3']):8.1f} env steps/s = updates/s")
+    ratio = {k: med(b / a for a, b in zip(v["ours"], v["sb3"])) for k, v in (("update", update), ("loop", loop))}
+    print(f"ratio vs sb3: {ratio['loop']:.2f} (train loop), {ratio['update']:.2f} (update alone); medians of "
+          f"{len(update['ours'])} and {len(loop['ours'])} alternating blocks")
 
-    sb3_update, sb3_loop = _bench_sb3(env, hidden, n_hidden, batch, env_steps)
-    sb3_flops = flops  # same networks, same batch: same matmuls
-    print(_report(f"sac update (stable-baselines3 {__import__('stable_baselines3').__version__})", sb3_update,
-                  sb3_flops, rate))
-    print(f"sac train loop (stable-baselines3): {1 / sb3_loop:8.1f} env steps/s = updates/s")
-    print(f"ratio vs sb3: {sb3_loop / ours_loop:.2f} (train loop), {sb3_update / ours:.2f} (update alone)")
 
-
-def _bench_sb3(env, hidden: int, n_hidden: int, batch: int, env_steps: int) -> tuple[float, float]:
+def _sb3_sac(env, hidden: int, n_hidden: int, batch: int):
+    """stable-baselines3's SAC on `env` with our sizes, past its learning_starts (its buffer holds 1,000 steps)."""
     from stable_baselines3 import SAC
-    from stable_baselines3.common.callbacks import BaseCallback
 
     model = SAC("MlpPolicy", env, batch_size=batch, learning_starts=1_000, buffer_size=100_000, train_freq=1,
                 gradient_steps=1, seed=0, device="cpu", verbose=0,
                 policy_kwargs={"net_arch": [hidden] * n_hidden})
-    stamps: list[float] = []
-
-    class Stamp(BaseCallback):
-        def _on_step(self) -> bool:
-            stamps.append(time.perf_counter())
-            return True
-
-    model.learn(total_timesteps=1_000 + env_steps, callback=Stamp())
-    learning = np.diff(stamps[1_200:])  # after learning_starts and a short warm-up
-    blocks = np.array_split(learning, 5)
-    loop = statistics.median(float(b.mean()) for b in blocks)
-    update = timed(lambda: model.train(gradient_steps=1, batch_size=batch))
-    return update, loop
+    model.learn(total_timesteps=1_200)
+    return model
 
 
 def bench_spirl(hidden: int, n_hidden: int, batch: int, obs_dim: int, act_dim: int) -> None:
@@ -190,7 +210,6 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--hidden", type=int, default=256)
     u.add_argument("--n-hidden", type=int, default=2, help="hidden layers (SB3's default net is 2 x 256)")
     u.add_argument("--batch", type=int, default=256)
-    u.add_argument("--sb3-steps", type=int, default=2_400, help="SB3 learning steps to time")
     u.add_argument("--threads", type=int, default=1)
     e = sub.add_parser("env", help="env steps/s and offline-data generation throughput")
     e.add_argument("domain", choices=("maze", "kitchen"))
@@ -210,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
         bench_meta_step(args.suite, args.scale)
     elif args.method == "sac":
-        bench_sac(args.hidden, args.n_hidden, args.batch, args.suite, args.sb3_steps)
+        bench_sac(args.hidden, args.n_hidden, args.batch, args.suite)
     else:
         from tasks import get_suite
 

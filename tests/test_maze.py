@@ -59,7 +59,7 @@ def test_layout_equals_reference():
     assert layout.shape == (22, 22)
     assert layout.walls[0, 5] and not layout.walls[1, 5] and layout.walls[2, 5]  # x = row, y = column
     if REFERENCE_DIR.exists():  # the packaged copies equal the project's reference data, byte for byte
-        for name in ["maze_layout_20x20_seed0.txt"] + [g for g in GOAL_FILES if not g.startswith("tiny")]:
+        for name in ["maze_layout_20x20_seed0.txt"] + [g for g in GOAL_FILES if not g.startswith(("tiny", "medium"))]:
             assert (ASSETS / name).read_text() == (REFERENCE_DIR / name).read_text(), name
 
 
@@ -135,13 +135,14 @@ def test_every_goal_is_free_and_reachable_from_start():
 # --- suites and task semantics ----------------------------------------------------------------------------
 @pytest.mark.parametrize("name,n_train,n_target", [("maze-40", 40, 10), ("maze-20", 20, 10), ("maze-10", 10, 10),
                                                    ("maze-top-aligned", 10, 10),
-                                                   ("maze-bottom-misaligned", 10, 10), ("maze-tiny", 6, 3)])
+                                                   ("maze-bottom-misaligned", 10, 10), ("maze-tiny", 6, 3),
+                                                   ("maze-medium", 10, 3)])
 def test_suites(name, n_train, n_target):
     suite = get_suite(name)
     assert (suite.domain, suite.metric, suite.max_score) == ("maze", "success_rate", 1.0)
     assert len(suite.meta_train_tasks) == n_train and len(suite.target_tasks) == n_target
     assert suite.fast == (name == "maze-tiny")
-    assert suite.horizon == (300 if name == "maze-tiny" else 2000)
+    assert suite.horizon == {"maze-tiny": 300, "maze-medium": 600}.get(name, 2000)
     assert suite.provides == {"meta_train_tasks", "target_tasks", "offline_data"}
     t = suite.target_tasks[0]
     assert t.name == "goal-{:g}-{:g}".format(*t.params["goal"])
@@ -150,6 +151,21 @@ def test_suites(name, n_train, n_target):
     assert np.all(env.action_space.low == -1) and np.all(env.action_space.high == 1)
     assert get_suite("maze-40").target_tasks[0].name == "goal-12-7"
     assert pickle.loads(pickle.dumps(suite)).name == name  # jobs may ship suites to worker processes
+
+
+def test_medium_maze_targets_are_far_and_covered_by_meta_train_goals():
+    """The laptop reproduction's maze (issue 10): its targets lie beyond where the skill prior wanders by chance
+    (10-12 moves, maze-tiny's are 4), and each has a meta-train goal within 3 moves (one task distribution)."""
+    spec = next(s for s in SPECS if s.name == "maze-medium")
+    layout = load_layout(spec.layout_file)
+    from_start = bfs_distances(layout, cell_of(spec.start))
+    assert from_start.max() == 12
+    train = [cell_of(g) for g in load_goals(spec.train_goals_file)]
+    for goal in load_goals(spec.target_goals_file):
+        cell = cell_of(goal)
+        assert 10 <= from_start[cell] <= 12, goal
+        assert min(bfs_distances(layout, cell)[t] for t in train) <= 3, goal
+    assert {(x > 6, y > 6) for x, y in train} == {(False, False), (False, True), (True, False), (True, True)}
 
 
 def test_env_follows_the_gymnasium_api(tiny):

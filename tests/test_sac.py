@@ -54,6 +54,31 @@ def test_fused_adam_fast_path_is_torch_adam_bit_for_bit():
                    and float(state["state"][k]["step"]) == 6 for k in expected_state["state"])
 
 
+
+def test_thin_first_layer_is_stored_transposed_and_keeps_values_through_checkpoints(tmp_path):
+    from methods.common.nets import mlp
+
+    torch.manual_seed(0)
+    net = mlp(6, 1, 64, 2, thin_input_transposed=True)
+    first = net[0].weight
+    assert first.shape == (64, 6) and first.stride() == (1, 64)  # (in, out) memory order, nn.Linear's shape
+    assert net[2].weight.is_contiguous()  # only the thin input layer is re-laid out
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(*[torch.nn.Linear(6, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(),
+                                  torch.nn.Linear(64, 1)])
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), plain.state_dict().values()))
+
+    x = torch.randn(32, 6)
+    net(x).sum().backward()
+    assert net[0].weight.grad.stride() == (1, 64)  # the gradient comes in the same order: no copy in Adam
+    torch.save(net.state_dict(), tmp_path / "net.pt")
+    again = mlp(6, 1, 64, 2, thin_input_transposed=True)
+    again.load_state_dict(torch.load(tmp_path / "net.pt"))
+    assert again[0].weight.stride() == (1, 64) and torch.equal(again(x), net(x))
+    again.load_state_dict(plain.state_dict())  # a checkpoint written by plain nn.Linear layers loads too
+    assert again[0].weight.stride() == (1, 64) and torch.equal(again(x), plain(x))
+    assert mlp(6, 1, 64, 2)[0].weight.is_contiguous()  # off by default
+
 def test_replay_buffer_wraps_and_round_trips():
     buf = ReplayBuffer(5, obs_dim=2, act_dim=1)
     for start in (0, 3):

@@ -37,9 +37,10 @@ class TanhGaussianActor(nn.Module):
     """Flat SAC's actor: a Gaussian squashed by tanh into [-1, 1]; its divergence is log π (entropy SAC)."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int = 256, n_hidden: int = 2,
-                 log_std_bounds: tuple[float, float] = (-20.0, 2.0)):  # SB3's clamp range
+                 log_std_bounds: tuple[float, float] = (-20.0, 2.0),  # SB3's clamp range
+                 thin_input_transposed: bool = False):  # nets.mlp: faster, same function up to rounding
         super().__init__()
-        self.net = mlp(obs_dim, 2 * act_dim, hidden_dim, n_hidden)
+        self.net = mlp(obs_dim, 2 * act_dim, hidden_dim, n_hidden, thin_input_transposed=thin_input_transposed)
         self.log_std_bounds = log_std_bounds
 
     def _mean_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,10 +66,11 @@ class TanhGaussianActor(nn.Module):
 class TwinQ(nn.Module):
     """Two independent Q networks on (input, action) (clipped double Q)."""
 
-    def __init__(self, in_dim: int, act_dim: int, hidden_dim: int = 256, n_hidden: int = 2):
+    def __init__(self, in_dim: int, act_dim: int, hidden_dim: int = 256, n_hidden: int = 2,
+                 thin_input_transposed: bool = False):  # nets.mlp: faster, same function up to rounding
         super().__init__()
-        self.q1 = mlp(in_dim + act_dim, 1, hidden_dim, n_hidden)
-        self.q2 = mlp(in_dim + act_dim, 1, hidden_dim, n_hidden)
+        self.q1 = mlp(in_dim + act_dim, 1, hidden_dim, n_hidden, thin_input_transposed=thin_input_transposed)
+        self.q2 = mlp(in_dim + act_dim, 1, hidden_dim, n_hidden, thin_input_transposed=thin_input_transposed)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([obs, action], dim=-1)
