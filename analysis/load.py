@@ -36,8 +36,7 @@ _SEED_DIR = re.compile(r"^seed-(\d+)$")
 # The paper's Figure 4 legend order; also the order of every table and figure here.
 METHOD_ORDER = ("sac", "spirl", "pearl", "pearl-ft", "mtrl", "simpl")
 SUITE_ORDER = ("maze-40", "maze-20", "maze-10", "maze-top-aligned", "maze-bottom-misaligned", "maze-medium",
-               "maze-tiny",
-               "kitchen", "kitchen-tiny")
+               "maze-tiny", "kitchen", "kitchen-tiny")
 
 DONE, FAILED, UNFINISHED, REFUSED = "done", "failed", "unfinished", "refused"
 

@@ -13,6 +13,7 @@ relates the update's counted matmul FLOPs (torch.utils.flop_counter) to this mac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -25,22 +26,31 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 
+def interleaved(fns: dict[str, Callable[[], None]], min_block_s: float = 0.4, rounds: int = 9,
+                warmup_s: float = 1.0) -> dict[str, list[float]]:
+    """Seconds per call of each of `fns`, timed in alternating blocks (a, b, a, b, ...) for `rounds` rounds after a
+    warm-up of each: a slower or faster spell of the machine (another process on the second core) falls on both,
+    so the ratio of same-round blocks is steadier than the ratio of two separate medians."""
+    reps = {}
+    for name, fn in fns.items():
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() < t0 + warmup_s or n < 3:
+            fn()
+            n += 1
+        reps[name] = max(1, int(min_block_s * n / (time.perf_counter() - t0)))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(reps[name]):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / reps[name])
+    return samples
+
+
 def timed(fn: Callable[[], None], min_block_s: float = 0.5, blocks: int = 5, warmup_s: float = 1.0) -> float:
     """Median seconds per call over `blocks` blocks of about `min_block_s`, after `warmup_s` of warm-up."""
-    end = time.perf_counter() + warmup_s
-    n = 0
-    while time.perf_counter() < end or n < 3:
-        fn()
-        n += 1
-    per_call = warmup_s / n
-    reps = max(1, int(min_block_s / max(per_call, 1e-6)))
-    samples = []
-    for _ in range(blocks):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        samples.append((time.perf_counter() - t0) / reps)
-    return statistics.median(samples)
+    return statistics.median(interleaved({"fn": fn}, min_block_s, blocks, warmup_s)["fn"])
 
 
 def mm_rate(n: int = 1024) -> float:
@@ -94,35 +104,12 @@ def _report(name: str, seconds: float, flops: int, rate: float) -> str:
 
 
 # --- update benchmarks ----------------------------------------------------------------------------------------
-def interleaved(fns: dict[str, Callable[[], None]], min_block_s: float = 0.4, rounds: int = 9,
-                warmup_s: float = 1.0) -> dict[str, list[float]]:
-    """Seconds per call of each of `fns`, timed in alternating blocks (a, b, a, b, ...) for `rounds` rounds after a
-    warm-up of each: a slower or faster spell of the machine (another process on the second core) falls on both,
-    so the ratio of same-round blocks is steadier than the ratio of two separate medians."""
-    reps = {}
-    for name, fn in fns.items():
-        t0, n = time.perf_counter(), 0
-        while time.perf_counter() < t0 + warmup_s or n < 3:
-            fn()
-            n += 1
-        reps[name] = max(1, int(min_block_s * n / (time.perf_counter() - t0)))
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(reps[name]):
-                fn()
-            samples[name].append((time.perf_counter() - t0) / reps[name])
-    return samples
-
-
 def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str) -> None:
     """Our SAC update and train loop against stable-baselines3's on the same env, networks and batch, one thread.
 
     Each pair (update alone, train loop) is timed in alternating blocks; the ratio printed is the median over
     rounds of SB3's block time over ours."""
-    from methods.common.replay import ReplayBuffer
-    from methods.common.sac import SACCore, TanhGaussianActor, TwinQ
+    from methods.sac import FlatSACLearner, SACConfig
     from tasks import get_suite
 
     suite = get_suite(suite_name)
@@ -130,10 +117,9 @@ def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str) -> None:
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     rate = mm_rate()
     torch.manual_seed(0)
-    core = SACCore(TanhGaussianActor(obs_dim, act_dim, hidden, n_hidden, thin_input_transposed=True),
-                   TwinQ(obs_dim, act_dim, hidden, n_hidden, thin_input_transposed=True),
-                   target_divergence=float(act_dim))  # the networks of the `sac` method (methods/sac.py)
-    buf = ReplayBuffer(100_000, obs_dim, act_dim)
+    cfg = dataclasses.replace(SACConfig(), hidden_dim=hidden, n_hidden=n_hidden, batch_size=batch, buffer_size=100_000)
+    learner = FlatSACLearner(cfg, obs_dim, act_dim, record_positions=False)  # the `sac` method's networks and core
+    core, buf = learner.core, learner.buffer
     buf.add_many(np.random.randn(100_000, obs_dim), np.random.uniform(-1, 1, (100_000, act_dim)),
                  np.random.rand(100_000), np.random.randn(100_000, obs_dim), np.zeros(100_000))
     flops = count_flops(lambda: core.update(buf.sample(batch)))

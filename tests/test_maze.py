@@ -156,7 +156,7 @@ def test_suites(name, n_train, n_target):
 def test_medium_maze_targets_are_far_and_covered_by_meta_train_goals():
     """The laptop reproduction's maze (issue 10): its targets lie beyond where the skill prior wanders by chance
     (10-12 moves, maze-tiny's are 4), and each has a meta-train goal within 3 moves (one task distribution)."""
-    spec = next(s for s in SPECS if s.name == "maze-medium")
+    spec = SPECS_BY_NAME["maze-medium"]
     layout = load_layout(spec.layout_file)
     from_start = bfs_distances(layout, cell_of(spec.start))
     assert from_start.max() == 12

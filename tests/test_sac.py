@@ -54,7 +54,6 @@ def test_fused_adam_fast_path_is_torch_adam_bit_for_bit():
                    and float(state["state"][k]["step"]) == 6 for k in expected_state["state"])
 
 
-
 def test_thin_first_layer_is_stored_transposed_and_keeps_values_through_checkpoints(tmp_path):
     from methods.common.nets import mlp
 
@@ -78,6 +77,7 @@ def test_thin_first_layer_is_stored_transposed_and_keeps_values_through_checkpoi
     again.load_state_dict(plain.state_dict())  # a checkpoint written by plain nn.Linear layers loads too
     assert again[0].weight.stride() == (1, 64) and torch.equal(again(x), plain(x))
     assert mlp(6, 1, 64, 2)[0].weight.is_contiguous()  # off by default
+
 
 def test_replay_buffer_wraps_and_round_trips():
     buf = ReplayBuffer(5, obs_dim=2, act_dim=1)
