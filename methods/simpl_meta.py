@@ -32,7 +32,7 @@ from torch import nn
 from harness import store
 from methods.base import MethodSpec, register_method, small_scale
 from methods.common.nets import gaussian_kl
-from methods.common.replay import Batch, ReplayBuffer
+from methods.common.replay import Batch, ReplayBuffer, row_width
 from methods.common.sac import SACCore, TwinQ
 from methods.common.set_transformer import SetTransformerEncoder
 from methods.common.skill_policy import PriorResidualActor
@@ -124,17 +124,9 @@ class TaskBuffers:
 
     def __init__(self, n_tasks: int, capacity: int, obs_dim: int, z_dim: int, device: torch.device):
         self.obs_dim, self.z_dim = obs_dim, z_dim
-        self.width = 2 * obs_dim + z_dim + 2
+        self.width = row_width(obs_dim, z_dim)
         self.rows = torch.zeros(n_tasks, capacity, self.width, device=device)
-        d, z = obs_dim, z_dim
-        self.tasks = []
-        for t in range(n_tasks):
-            buf = ReplayBuffer(1, obs_dim, z_dim, device)  # the shared ReplayBuffer's FIFO logic on our views
-            buf.capacity = capacity
-            r = self.rows[t]
-            buf.obs, buf.action, buf.reward = r[:, :d], r[:, d:d + z], r[:, d + z]
-            buf.next_obs, buf.terminated = r[:, d + z + 1:2 * d + z + 1], r[:, -1]
-            self.tasks.append(buf)
+        self.tasks = [ReplayBuffer(capacity, obs_dim, z_dim, device, storage=self.rows[t]) for t in range(n_tasks)]
 
     def add(self, task: int, rows: dict[str, np.ndarray]) -> None:
         self.tasks[task].add_many(rows["obs"], rows["z"], rows["reward"], rows["next_obs"], rows["terminated"])
@@ -149,9 +141,7 @@ class TaskBuffers:
         return self.rows[task_ids[:, None], idx]
 
     def split(self, rows: torch.Tensor) -> Batch:
-        d, z = self.obs_dim, self.z_dim
-        return Batch(rows[..., :d], rows[..., d:d + z], rows[..., d + z], rows[..., d + z + 1:2 * d + z + 1],
-                     rows[..., -1])
+        return self.tasks[0].as_batch(rows)
 
     def state_dict(self) -> list[dict]:
         return [b.state_dict() for b in self.tasks]

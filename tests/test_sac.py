@@ -149,8 +149,11 @@ def _mean_final_distance(env, policy, episodes=5):
 
 @pytest.mark.slow
 def test_sac_learns_on_a_dense_maze_check():
-    """On the fast maze with a dense −distance reward, the critic loss falls and the learned policy ends
-    closer to the goal than a random policy does."""
+    """On the fast maze with a dense −distance reward, the critic fits its TD targets and the learned policy ends
+    closer to the goal than a random policy does.
+
+    (The raw critic loss is no measure here: it rises with the value scale as Q learns −distance / (1 − γ); what
+    falls is the TD error relative to the spread of the targets, which an untrained critic cannot explain.)"""
     torch.manual_seed(0)
     suite = get_suite("maze-tiny")
     env = DenseGoalReward(suite.env_factory(suite.target_tasks[0], horizon=100))
@@ -160,7 +163,6 @@ def test_sac_learns_on_a_dense_maze_check():
     buf = ReplayBuffer(20_000, 4, 2)
     rng = np.random.default_rng(0)
     random_distance = _mean_final_distance(env, lambda o: rng.uniform(-1, 1, 2))
-    losses = []
     obs, _ = env.reset()
     for step in range(4000):
         if step < 500:
@@ -173,7 +175,14 @@ def test_sac_learns_on_a_dense_maze_check():
         if terminated or truncated:
             obs, _ = env.reset()
         if step >= 500:
-            losses.append(core.update(buf.sample(128))["critic_loss"])
+            core.update(buf.sample(128))
     learned_distance = _mean_final_distance(env, lambda o: actor.act(torch.as_tensor(o)[None], True)[0].numpy())
-    assert np.mean(losses[-300:]) < np.mean(losses[:300])
+    batch = buf.sample(4096)
+    with torch.no_grad():  # the core's TD target, restated: r + γ(1 − d)(min Q̄(s′, ã′) − α log π(ã′|s′))
+        next_action, next_log_prob = actor.sample(batch.next_obs)
+        soft_v = torch.min(*core.critic_target(batch.next_obs, next_action)) - core.alpha * next_log_prob
+        target = batch.reward + core.gamma * (1 - batch.terminated) * soft_v
+        explained = [1 - (q - target).square().mean() / target.var()
+                     for critic in (core.critic, TwinQ(4, 2, 64, 2)) for q in critic(batch.obs, batch.action)]
+    assert min(explained[:2]) > 0.9 and max(explained[2:]) < 0.1, explained  # trained Q1, Q2; untrained Q1, Q2
     assert learned_distance < 0.6 * random_distance, (learned_distance, random_distance)

@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from methods.common.nets import mlp
-from methods.common.replay import Batch, ReplayBuffer
+from methods.common.replay import Batch, ReplayBuffer, row_width
 
 
 def transition_dim(obs_dim: int, act_dim: int) -> int:
-    return 2 * obs_dim + act_dim + 2
+    return row_width(obs_dim, act_dim)
 
 
 def context_rows(batch: Batch) -> torch.Tensor:
@@ -61,18 +61,14 @@ def encode_contexts(encoder: ProductOfGaussiansEncoder, contexts: list[torch.Ten
 
 
 class TaskReplayBuffers:
-    """`n_tasks` FIFO `ReplayBuffer`s whose tensors are views into one stacked tensor per field."""
-
-    FIELDS = ("obs", "action", "reward", "next_obs", "terminated")
+    """`n_tasks` FIFO `ReplayBuffer`s whose storage is one (n_tasks, capacity, row) tensor: sampling many tasks is
+    one gather. `obs`, `action`, ... are (n_tasks, capacity, ·) views of it."""
 
     def __init__(self, n_tasks: int, capacity: int, obs_dim: int, act_dim: int, device: torch.device | str = "cpu"):
-        self.tasks = [ReplayBuffer(capacity, obs_dim, act_dim, device) for _ in range(n_tasks)]
-        for name in self.FIELDS:
-            stacked = torch.stack([getattr(b, name) for b in self.tasks])  # (n_tasks, capacity, ·)
-            setattr(self, name, stacked)
-            for t, buf in enumerate(self.tasks):
-                setattr(buf, name, stacked[t])  # the per-task buffer now writes into the stacked storage
         self.device = torch.device(device)
+        self.rows = torch.zeros(n_tasks, capacity, row_width(obs_dim, act_dim), device=self.device)
+        self.tasks = [ReplayBuffer(capacity, obs_dim, act_dim, device, storage=self.rows[t]) for t in range(n_tasks)]
+        self.obs, self.action, self.reward, self.next_obs, self.terminated = self.tasks[0].as_batch(self.rows)
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -92,8 +88,7 @@ class TaskReplayBuffers:
         if bool((sizes == 0).any()):
             raise RuntimeError("sampling from an empty task buffer; collect data for every task first")
         idx = (torch.rand(len(task_ids), n, device=self.device) * sizes[:, None]).long()
-        rows = task_ids[:, None].to(self.device)
-        return Batch(*(getattr(self, name)[rows, idx] for name in self.FIELDS))
+        return self.tasks[0].as_batch(self.rows[task_ids[:, None].to(self.device), idx])
 
     def state_dict(self) -> list[dict]:
         return [b.state_dict() for b in self.tasks]

@@ -15,16 +15,36 @@ class Batch(NamedTuple):
     terminated: torch.Tensor  # (B,) 1.0 where the episode truly ended (no bootstrap); truncation is not here
 
 
+def row_width(obs_dim: int, act_dim: int) -> int:
+    """Width of one stored transition row: (s, a, r, s′, terminated) side by side."""
+    return 2 * obs_dim + act_dim + 2
+
+
 class ReplayBuffer:
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device | str = "cpu"):
+    """Storage is one (capacity, row_width) tensor, a transition per row, (s, a, r, s′, terminated) side by side;
+    `obs`, `action`, ... are column views of it. Sampling gathers rows once instead of once per field (five gathers
+    were ~1% of a SAC update), and a row is already what the task encoders read. Methods with one buffer per task
+    pass each task's slice of one stacked tensor as `storage`, so that many tasks are sampled by one gather."""
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device | str = "cpu",
+                 storage: torch.Tensor | None = None):
         self.capacity, self.device = int(capacity), torch.device(device)
-        self.obs = torch.zeros(self.capacity, obs_dim, device=self.device)
-        self.next_obs = torch.zeros(self.capacity, obs_dim, device=self.device)
-        self.action = torch.zeros(self.capacity, act_dim, device=self.device)
-        self.reward = torch.zeros(self.capacity, device=self.device)
-        self.terminated = torch.zeros(self.capacity, device=self.device)
+        width = row_width(obs_dim, act_dim)
+        if storage is None:
+            storage = torch.zeros(self.capacity, width, device=self.device)
+        elif tuple(storage.shape) != (self.capacity, width):
+            raise ValueError(f"storage of shape {tuple(storage.shape)}, expected ({self.capacity}, {width})")
+        self.rows = storage
+        self.split_sizes = [obs_dim, act_dim, 1, obs_dim, 1]
+        self.obs, self.action, reward, self.next_obs, terminated = storage.split(self.split_sizes, dim=-1)
+        self.reward, self.terminated = reward.squeeze(-1), terminated.squeeze(-1)
         self.size = 0
         self.pos = 0
+
+    def as_batch(self, rows: torch.Tensor) -> Batch:
+        """Rows (..., row_width) as a Batch of views."""
+        obs, action, reward, next_obs, terminated = rows.split(self.split_sizes, dim=-1)
+        return Batch(obs, action, reward.squeeze(-1), next_obs, terminated.squeeze(-1))
 
     def __len__(self) -> int:
         return self.size
@@ -46,7 +66,7 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=generator)
-        return Batch(self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx], self.terminated[idx])
+        return self.as_batch(self.rows[idx])
 
     def state_dict(self) -> dict:
         n = self.size

@@ -5,7 +5,7 @@ Importing this package registers the suites with `tasks.base.register_suite`:
 - `maze-top-aligned`, `maze-bottom-misaligned`: meta-train on 10 goals in the top quarter, target goals
   aligned with them or not (Figure 6 b, c).
 - `maze-tiny`: a 7×7 maze for tests (not one of the paper's).
-- `maze-medium`: an 11×11 maze for the laptop reproduction, targets 10-12 cells away (not one of the paper's).
+- `maze-medium`: an 11×11 maze for the laptop reproduction, targets 8-9 cells away (not one of the paper's).
 All start at the suite's start cell; a task is a goal, `Task("goal-12-7", {"goal": (12.0, 7.0)})`.
 """
 
@@ -46,10 +46,13 @@ TINY_DATA_ID = "simpl-bench/maze-tiny-planner-v0"
 # The laptop reproduction's maze (issue 10). maze-tiny's targets are 4 cells from the start: the skill prior alone
 # reaches them now and then and flat SAC solves most of them, so it cannot show what the paper's maze shows (targets
 # 5-22 cells away, median 13, horizon 2000). Here four mirror-image quadrants around a central room with one door up
-# and one down; every cell is at most 12 moves from the start; the targets are 10-12 moves away in three quadrants,
-# the 10 meta-train goals 6-10 moves away in all four, each target 2-3 cells from a meta-train goal (one task
-# distribution, as in the paper's suites). The waypoint planner needs ~25 env steps per cell, so 600 steps give
-# twice the planner's time to the farthest target (the paper: 2000 steps, 91 per cell of its farthest target).
+# and one down; every cell is at most 12 moves from the start. The goals are drawn the way maze-40's are: the
+# 3 targets, 8-9 moves away in three quadrants, each 1-2 moves from a meta-train goal and on a shortest path from the
+# start to one; the 11 meta-train goals 5-12 moves away in all four quadrants, also beyond the targets (maze-40: its
+# targets 1-4 moves from a meta-train goal, median 2; 5 of 10 on a path to one; meta-train goals at 2-22 moves). The
+# first version put every target beyond every meta-train goal, unlike maze-40, and no meta-train trajectory passed a
+# target (results/README.md). The waypoint planner needs ~25 env steps per cell, so 600 steps give ~2.5× the
+# planner's time to the farthest meta-train goal (the paper: 2000 steps, 91 per cell of its farthest target).
 MEDIUM_LAYOUT = "maze_medium_layout.txt"
 MEDIUM_START = (6.0, 6.0)
 MEDIUM_HORIZON = 600
@@ -118,7 +121,7 @@ SPECS = (
     MazeSuiteSpec("maze-tiny", "7x7 point-mass maze, 6 meta-train goals, 3 targets, 300 steps (tests/demo)",
                   TINY_LAYOUT, TINY_START, "tiny_train_goals.csv", "tiny_test_goals.csv", TINY_HORIZON,
                   TINY_DATA_ID, TINY_DATA, fast=True),
-    MazeSuiteSpec("maze-medium", "11x11 point-mass maze, 10 meta-train goals, 3 targets 10-12 cells away, 600 steps "
+    MazeSuiteSpec("maze-medium", "11x11 point-mass maze, 11 meta-train goals, 3 targets 8-9 cells away, 600 steps "
                   "(laptop reproduction)", MEDIUM_LAYOUT, MEDIUM_START, "medium_train_goals.csv",
                   "medium_test_goals.csv", MEDIUM_HORIZON, MEDIUM_DATA_ID, MEDIUM_DATA),
 )
