@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from methods.common.nets import gaussian_kl, mlp
+from methods.common.nets import frozen_forward, gaussian_kl, mlp
 
 LOG_STD_MIN, LOG_STD_MAX = -10.0, 4.0  # keeps exp(log std) finite; far outside what training reaches
 
@@ -177,6 +177,20 @@ class SkillModel(nn.Module):
         self.requires_grad_(False)
         return self
 
+    def _frozen(self, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The frozen decoder's or prior's forward without nn.Module's per-call overhead (`nets.frozen_forward`,
+        bit-identical), built on first use."""
+        self._check_frozen()
+        cache = self.__dict__.setdefault("_frozen_forwards", {})
+        if name not in cache:
+            cache[name] = frozen_forward(getattr(self, name))
+        return cache[name]
+
+    def __getstate__(self) -> dict[str, Any]:  # copies and pickles rebuild the cache on their own tensors
+        state = dict(self.__dict__)
+        state.pop("_frozen_forwards", None)
+        return state
+
     def _check_frozen(self) -> None:
         if self.training:
             raise RuntimeError("the skill model is in training mode; call model.freeze() (or load_skill_model) first")
@@ -186,7 +200,8 @@ class SkillModel(nn.Module):
         """p(z | s): (mean, std), each (..., z_dim), for states (..., obs_dim)."""
         self._check_frozen()
         lead = states.shape[:-1]
-        mean, std = self._prior(states.reshape(-1, self.obs_dim))
+        mean, log_std = self._frozen("prior")(self._norm(states.reshape(-1, self.obs_dim))).chunk(2, dim=-1)
+        std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()  # as _prior
         return mean.reshape(*lead, -1), std.reshape(*lead, -1)
 
     @torch.no_grad()
@@ -195,7 +210,7 @@ class SkillModel(nn.Module):
         self._check_frozen()
         lead = state.shape[:-1]
         x = torch.cat([self._norm(state.reshape(-1, self.obs_dim)), z.reshape(-1, self.z_dim)], dim=-1)
-        return self.decoder(x).reshape(*lead, self.act_dim)
+        return self._frozen("decoder")(x).reshape(*lead, self.act_dim)
 
 
 def run_skill(env: Any, obs: np.ndarray, z: np.ndarray | torch.Tensor, model: SkillModel,

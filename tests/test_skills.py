@@ -157,6 +157,33 @@ def test_training_mode_model_refuses_rl_time_calls():
         model.prior_dist(torch.zeros(1, 2))
 
 
+def test_frozen_fast_path_is_bit_identical_and_survives_copies():
+    """decode_action and prior_dist run the frozen networks through nets.frozen_forward: the same outputs bit for
+    bit as the modules, and a copied (or pickled) model uses its own weights, not the original's."""
+    import copy
+    import pickle
+
+    torch.manual_seed(0)
+    model = SkillModel(4, 2)
+    model.train()
+    for _ in range(3):  # give BatchNorm non-trivial running statistics
+        model.prior(torch.randn(64, 4) * 3 + 1)
+        model.decoder(torch.randn(64, 4 + model.z_dim) * 2 - 1)
+    model.freeze()
+    states, z = torch.randn(7, 4), torch.randn(7, model.z_dim)
+    with torch.no_grad():
+        expected_action = model.decoder(torch.cat([model._norm(states), z], -1))
+        expected_prior = model._prior(states)
+    assert torch.equal(model.decode_action(states, z), expected_action)
+    assert all(torch.equal(a, b) for a, b in zip(model.prior_dist(states), expected_prior))
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        with torch.no_grad():
+            for p in clone.decoder.parameters():
+                p.add_(1.0)
+        assert not torch.equal(clone.decode_action(states, z), expected_action)
+        assert torch.equal(model.decode_action(states, z), expected_action)
+
+
 def test_decoded_skill_retraces_the_held_out_window_in_the_env(trained):
     """Encode a window, roll out its skill from the window's first state: the point ends near the data's end."""
     model = load_skill_model(trained.obj)
