@@ -32,7 +32,7 @@ from torch import nn
 from harness import store
 from methods.base import MethodSpec, register_method, small_scale
 from methods.common.nets import gaussian_kl
-from methods.common.replay import Batch, ReplayBuffer, row_width
+from methods.common.replay import TaskReplayBuffers
 from methods.common.sac import SACCore, TwinQ
 from methods.common.set_transformer import SetTransformerEncoder
 from methods.common.skill_policy import PriorResidualActor
@@ -116,39 +116,16 @@ def scale_settings(scale: str, suite: Suite) -> dict[str, Any]:
 
 
 # --- per-task buffers: one tensor per family, indexed by task --------------------------------------------------
-class TaskBuffers:
-    """A FIFO `ReplayBuffer` per task whose fields are views into one (n_tasks, capacity, row) tensor.
-
-    A row is (s, z, Σr, s′, done): the RL transition and, as is, the task encoder's input (reference layout), so
-    sampling many tasks' transitions (or contexts) is a single indexing op."""
+class TaskBuffers(TaskReplayBuffers):
+    """The per-task buffers of high-level transitions. A row is (s, z, Σr, s′, done): the RL transition and, as is,
+    the task encoder's input (reference layout), so many tasks' transitions or contexts are one gather."""
 
     def __init__(self, n_tasks: int, capacity: int, obs_dim: int, z_dim: int, device: torch.device):
-        self.obs_dim, self.z_dim = obs_dim, z_dim
-        self.width = row_width(obs_dim, z_dim)
-        self.rows = torch.zeros(n_tasks, capacity, self.width, device=device)
-        self.tasks = [ReplayBuffer(capacity, obs_dim, z_dim, device, storage=self.rows[t]) for t in range(n_tasks)]
+        super().__init__(n_tasks, capacity, obs_dim, z_dim, device)
+        self.z_dim = z_dim
 
     def add(self, task: int, rows: dict[str, np.ndarray]) -> None:
         self.tasks[task].add_many(rows["obs"], rows["z"], rows["reward"], rows["next_obs"], rows["terminated"])
-
-    def sizes(self) -> torch.Tensor:
-        return torch.tensor([len(b) for b in self.tasks], device=self.rows.device)
-
-    def gather(self, task_ids: torch.Tensor, n: int, sizes: torch.Tensor | None = None) -> torch.Tensor:
-        """(len(task_ids), n, width): n rows drawn uniformly (with replacement) from each listed task's buffer."""
-        sizes = self.sizes()[task_ids] if sizes is None else sizes
-        idx = (torch.rand(len(task_ids), n, device=self.rows.device) * sizes[:, None]).long()
-        return self.rows[task_ids[:, None], idx]
-
-    def split(self, rows: torch.Tensor) -> Batch:
-        return self.tasks[0].as_batch(rows)
-
-    def state_dict(self) -> list[dict]:
-        return [b.state_dict() for b in self.tasks]
-
-    def load_state_dict(self, state: list[dict]) -> None:
-        for b, s in zip(self.tasks, state):
-            b.load_state_dict(s)
 
 
 def episode_rows(rows: dict[str, list]) -> dict[str, np.ndarray]:
@@ -237,7 +214,7 @@ class SiMPLMetaLearner:
         enc_kl = gaussian_kl(mean, std, torch.zeros_like(mean), torch.ones_like(std))  # (n,) KL(q(e|c) ‖ N(0, I))
 
         # RL rows: batch_size transitions per sampled task, each with its task's e
-        batch = self.rl_buffers.split(self.rl_buffers.gather(tasks, b, rl_sizes))
+        batch = self.rl_buffers.as_batch(self.rl_buffers.gather(tasks, b, rl_sizes))
         e_rows = e[:, None].expand(n, b, self.e_dim)
         x = torch.cat([batch.obs, e_rows], -1).reshape(n * b, -1)
         next_x = torch.cat([batch.next_obs, e_rows], -1).reshape(n * b, -1)

@@ -92,7 +92,7 @@ def test_task_buffers_are_views_of_one_tensor_and_fifo_per_task():
     bufs.add(1, rows)
     assert bufs.sizes().tolist() == [0, 10, 0]
     assert sorted(bufs.rows[1, :, 6].tolist()) == list(range(2, 12))  # the newest 10 rewards
-    got = bufs.split(bufs.gather(torch.tensor([1, 1]), 5))
+    got = bufs.as_batch(bufs.gather(torch.tensor([1, 1]), 5))
     assert got.obs.shape == (2, 5, 4) and (got.next_obs == 3).all() and (got.action == 2).all()
 
 

@@ -3,8 +3,8 @@
 - `ProductOfGaussiansEncoder`: q(e | c) ∝ Π_n N(μ(c_n), σ²(c_n)) over the transitions c_n of a context
   (Rakelly et al. 2019, §4.1 eq. 2 of PEARL; SiMPL paper §3 eq. 2). A product is invariant to the order of its
   factors, so the encoder is permutation-invariant by construction, and it sharpens as the context grows.
-- `TaskReplayBuffers`: one `ReplayBuffer` per task whose storage is a slice of one (n_tasks, capacity, ·)
-  tensor, so the transitions of many tasks are sampled with one indexing operation.
+- `TaskReplayBuffers` (from `replay`): one `ReplayBuffer` per task whose storage is a slice of one
+  (n_tasks, capacity, ·) tensor, so the transitions of many tasks are sampled with one indexing operation.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from methods.common.nets import mlp
-from methods.common.replay import Batch, ReplayBuffer, row_width
+from methods.common.replay import Batch, TaskReplayBuffers, row_width  # TaskReplayBuffers: re-exported
 
 
 def transition_dim(obs_dim: int, act_dim: int) -> int:
@@ -58,43 +58,3 @@ def encode_contexts(encoder: ProductOfGaussiansEncoder, contexts: list[torch.Ten
     lengths = torch.tensor([len(c) for c in contexts], device=padded.device)
     mask = torch.arange(padded.shape[1], device=padded.device)[None] < lengths[:, None]
     return encoder(padded, mask)
-
-
-class TaskReplayBuffers:
-    """`n_tasks` FIFO `ReplayBuffer`s whose storage is one (n_tasks, capacity, row) tensor: sampling many tasks is
-    one gather. `obs`, `action`, ... are (n_tasks, capacity, ·) views of it."""
-
-    def __init__(self, n_tasks: int, capacity: int, obs_dim: int, act_dim: int, device: torch.device | str = "cpu"):
-        self.device = torch.device(device)
-        self.rows = torch.zeros(n_tasks, capacity, row_width(obs_dim, act_dim), device=self.device)
-        self.tasks = [ReplayBuffer(capacity, obs_dim, act_dim, device, storage=self.rows[t]) for t in range(n_tasks)]
-        self.obs, self.action, self.reward, self.next_obs, self.terminated = self.tasks[0].as_batch(self.rows)
-
-    def __len__(self) -> int:
-        return len(self.tasks)
-
-    def sizes(self) -> torch.Tensor:
-        return torch.tensor([len(b) for b in self.tasks], device=self.device)
-
-    def add(self, task: int, rows: dict) -> None:
-        self.tasks[task].add_many(rows["obs"], rows["action"], rows["reward"], rows["next_obs"], rows["terminated"])
-
-    def clear(self, task: int) -> None:
-        self.tasks[task].size = self.tasks[task].pos = 0
-
-    def sample(self, task_ids: torch.Tensor, n: int) -> Batch:
-        """`n` transitions (uniform, with replacement) from each task in `task_ids` (K,): fields (K, n, ·)."""
-        sizes = self.sizes()[task_ids]
-        if bool((sizes == 0).any()):
-            raise RuntimeError("sampling from an empty task buffer; collect data for every task first")
-        idx = (torch.rand(len(task_ids), n, device=self.device) * sizes[:, None]).long()
-        return self.tasks[0].as_batch(self.rows[task_ids[:, None].to(self.device), idx])
-
-    def state_dict(self) -> list[dict]:
-        return [b.state_dict() for b in self.tasks]
-
-    def load_state_dict(self, state: list[dict]) -> None:
-        if len(state) != len(self.tasks):
-            raise ValueError(f"checkpoint has {len(state)} task buffers, this run has {len(self.tasks)} tasks")
-        for buf, s in zip(self.tasks, state):
-            buf.load_state_dict(s)

@@ -78,3 +78,53 @@ class ReplayBuffer:
         for name in ("obs", "action", "reward", "next_obs", "terminated"):
             getattr(self, name)[:n] = state[name].to(self.device)
         self.size, self.pos = n, int(state["pos"])
+
+
+class TaskReplayBuffers:
+    """`n_tasks` FIFO `ReplayBuffer`s whose storage is one (n_tasks, capacity, row_width) tensor, so the rows of many
+    tasks are drawn with one gather (PEARL's and SiMPL's per-task RL and context buffers). `obs`, `action`, ... are
+    (n_tasks, capacity, ·) views of it."""
+
+    def __init__(self, n_tasks: int, capacity: int, obs_dim: int, act_dim: int, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.rows = torch.zeros(n_tasks, capacity, row_width(obs_dim, act_dim), device=self.device)
+        self.tasks = [ReplayBuffer(capacity, obs_dim, act_dim, device, storage=self.rows[t]) for t in range(n_tasks)]
+        self.obs, self.action, self.reward, self.next_obs, self.terminated = self.as_batch(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def as_batch(self, rows: torch.Tensor) -> Batch:
+        return self.tasks[0].as_batch(rows)
+
+    def sizes(self) -> torch.Tensor:
+        return torch.tensor([len(b) for b in self.tasks], device=self.device)
+
+    def add(self, task: int, rows: dict) -> None:
+        self.tasks[task].add_many(rows["obs"], rows["action"], rows["reward"], rows["next_obs"], rows["terminated"])
+
+    def clear(self, task: int) -> None:
+        self.tasks[task].size = self.tasks[task].pos = 0
+
+    def gather(self, task_ids: torch.Tensor, n: int, sizes: torch.Tensor | None = None) -> torch.Tensor:
+        """(len(task_ids), n, row_width): n rows drawn uniformly (with replacement) from each listed task's buffer."""
+        sizes = self.sizes()[task_ids] if sizes is None else sizes
+        idx = (torch.rand(len(task_ids), n, device=self.device) * sizes[:, None]).long()
+        return self.rows[task_ids[:, None].to(self.device), idx]
+
+    def sample(self, task_ids: torch.Tensor, n: int) -> Batch:
+        """`n` transitions (uniform, with replacement) from each task in `task_ids` (K,): fields (K, n, ·)."""
+        sizes = self.sizes()[task_ids]
+        if bool((sizes == 0).any()):
+            raise RuntimeError("sampling from an empty task buffer; collect data for every task first")
+        return self.as_batch(self.gather(task_ids, n, sizes))
+
+    def state_dict(self) -> list[dict]:
+        return [b.state_dict() for b in self.tasks]
+
+    def load_state_dict(self, state: list[dict]) -> None:
+        if len(state) != len(self.tasks):
+            raise ValueError(f"checkpoint has {len(state)} task buffers, this run has {len(self.tasks)} tasks")
+        for buf, s in zip(self.tasks, state):
+            buf.load_state_dict(s)
