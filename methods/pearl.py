@@ -31,10 +31,9 @@ import torch
 from harness import store
 from harness.context import JobContext
 from methods.base import MethodSpec, register_method, small_scale
-from methods.common.context_encoder import (ProductOfGaussiansEncoder, TaskReplayBuffers, context_rows, encode_contexts,
-                                            transition_dim)
+from methods.common.context_encoder import ProductOfGaussiansEncoder, context_rows, encode_contexts
 from methods.common.nets import gaussian_kl
-from methods.common.replay import Batch
+from methods.common.replay import Batch, TaskReplayBuffers, row_width
 from methods.common.sac import SACCore, TanhGaussianActor, TwinQ
 from methods.common.target_tasks import Episode, LoopSettings, learn_target_tasks
 from methods.sac import FlatSACLearner, SACConfig
@@ -212,7 +211,7 @@ class PEARLMetaTrainer:
         critic = TwinQ(in_dim, self.act_dim, cfg.hidden_dim, cfg.n_hidden)
         self.core = SACCore(actor, critic, lr=cfg.lr, gamma=cfg.gamma, tau=cfg.tau, alpha_init=cfg.alpha_init,
                             target_divergence=-cfg.target_entropy_per_dim * self.act_dim, alpha_lr=cfg.alpha_lr).to(device)
-        self.encoder = ProductOfGaussiansEncoder(transition_dim(self.obs_dim, self.act_dim), cfg.e_dim,
+        self.encoder = ProductOfGaussiansEncoder(row_width(self.obs_dim, self.act_dim), cfg.e_dim,
                                                  cfg.encoder_hidden_dim, cfg.encoder_n_hidden).to(device)
         self.encoder_opt = torch.optim.Adam(self.encoder.parameters(), lr=cfg.lr)
         n = len(self.tasks)
@@ -441,7 +440,7 @@ def load_meta_model(artifact: dict[str, Any], device: torch.device = torch.devic
     actor = TanhGaussianActor(in_dim, act_dim, c["hidden_dim"], c["n_hidden"]).to(device)
     critic = TwinQ(in_dim, act_dim, c["hidden_dim"], c["n_hidden"]).to(device)
     target = TwinQ(in_dim, act_dim, c["hidden_dim"], c["n_hidden"]).to(device)
-    encoder = ProductOfGaussiansEncoder(transition_dim(obs_dim, act_dim), c["e_dim"], c["encoder_hidden_dim"],
+    encoder = ProductOfGaussiansEncoder(row_width(obs_dim, act_dim), c["e_dim"], c["encoder_hidden_dim"],
                                         c["encoder_n_hidden"]).to(device)
     for module, key in ((actor, "actor"), (critic, "critic"), (target, "critic_target"), (encoder, "encoder")):
         module.load_state_dict(artifact[key])

@@ -122,7 +122,10 @@ class TaskBuffers(TaskReplayBuffers):
 
     def __init__(self, n_tasks: int, capacity: int, obs_dim: int, z_dim: int, device: torch.device):
         super().__init__(n_tasks, capacity, obs_dim, z_dim, device)
-        self.z_dim = z_dim
+
+    @property
+    def z_dim(self) -> int:  # the skill is the high-level action
+        return self.act_dim
 
     def add(self, task: int, rows: dict[str, np.ndarray]) -> None:
         self.tasks[task].add_many(rows["obs"], rows["z"], rows["reward"], rows["next_obs"], rows["terminated"])

@@ -132,8 +132,9 @@ class SkillModel(nn.Module):
     def encode(self, states: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encoder(self._norm(states), actions)
 
-    def _prior(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = self.prior(self._norm(states)).chunk(2, dim=-1)
+    def _prior(self, states: torch.Tensor,
+               net: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = (net or self.prior)(self._norm(states)).chunk(2, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
 
     def decode(self, states: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -179,8 +180,7 @@ class SkillModel(nn.Module):
 
     def _frozen(self, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
         """The frozen decoder's or prior's forward without nn.Module's per-call overhead (`nets.frozen_forward`,
-        bit-identical), built on first use."""
-        self._check_frozen()
+        bit-identical), built on first use. Callers check that the model is frozen."""
         cache = self.__dict__.setdefault("_frozen_forwards", {})
         if name not in cache:
             cache[name] = frozen_forward(getattr(self, name))
@@ -200,8 +200,7 @@ class SkillModel(nn.Module):
         """p(z | s): (mean, std), each (..., z_dim), for states (..., obs_dim)."""
         self._check_frozen()
         lead = states.shape[:-1]
-        mean, log_std = self._frozen("prior")(self._norm(states.reshape(-1, self.obs_dim))).chunk(2, dim=-1)
-        std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()  # as _prior
+        mean, std = self._prior(states.reshape(-1, self.obs_dim), self._frozen("prior"))
         return mean.reshape(*lead, -1), std.reshape(*lead, -1)
 
     @torch.no_grad()

@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 import torch
 
-from methods.common.context_encoder import ProductOfGaussiansEncoder, TaskReplayBuffers, context_rows
+from methods.common.context_encoder import ProductOfGaussiansEncoder, context_rows
+from methods.common.replay import TaskReplayBuffers
 from methods.pearl import (PEARLAdaptLearner, PEARLConfig, PEARLFTConfig, PEARLMetaConfig, PEARLMetaTrainer,
                            context_tensor, embedding_separation, fine_tune_settings, load_meta_model)
 from methods.pearl_show import DENSE_DEMO, DenseGoalReward, final_distances, meta_train_dense

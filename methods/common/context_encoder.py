@@ -1,10 +1,9 @@
-"""PEARL's probabilistic context encoder and its per-task buffers.
+"""PEARL's probabilistic context encoder.
 
 - `ProductOfGaussiansEncoder`: q(e | c) ∝ Π_n N(μ(c_n), σ²(c_n)) over the transitions c_n of a context
   (Rakelly et al. 2019, §4.1 eq. 2 of PEARL; SiMPL paper §3 eq. 2). A product is invariant to the order of its
   factors, so the encoder is permutation-invariant by construction, and it sharpens as the context grows.
-- `TaskReplayBuffers` (from `replay`): one `ReplayBuffer` per task whose storage is a slice of one
-  (n_tasks, capacity, ·) tensor, so the transitions of many tasks are sampled with one indexing operation.
+Its per-task buffers are `replay.TaskReplayBuffers`, shared with SiMPL.
 """
 
 from __future__ import annotations
@@ -13,11 +12,7 @@ import torch
 from torch import nn
 
 from methods.common.nets import mlp
-from methods.common.replay import Batch, TaskReplayBuffers, row_width  # TaskReplayBuffers: re-exported
-
-
-def transition_dim(obs_dim: int, act_dim: int) -> int:
-    return row_width(obs_dim, act_dim)
+from methods.common.replay import Batch
 
 
 def context_rows(batch: Batch) -> torch.Tensor:

@@ -60,7 +60,7 @@ def frozen_forward(net: nn.Sequential) -> Callable[[torch.Tensor], torch.Tensor]
     steps: list[Callable[[torch.Tensor], torch.Tensor]] = []
     for m in net:
         if isinstance(m, nn.Linear):
-            steps.append(functools.partial(_linear, weight=m.weight, bias=m.bias))
+            steps.append(functools.partial(nn.functional.linear, weight=m.weight, bias=m.bias))
         elif isinstance(m, nn.BatchNorm1d) and not m.training and m.track_running_stats:
             steps.append(functools.partial(_batch_norm, bn=m))
         elif isinstance(m, nn.LeakyReLU):
@@ -77,10 +77,6 @@ def frozen_forward(net: nn.Sequential) -> Callable[[torch.Tensor], torch.Tensor]
         return x
 
     return forward
-
-
-def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return nn.functional.linear(x, weight, bias)
 
 
 def _batch_norm(x: torch.Tensor, bn: nn.BatchNorm1d) -> torch.Tensor:
