@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ from methods.common.sac import SACCore, TwinQ
 from methods.common.set_transformer import SetTransformerEncoder
 from methods.common.skill_policy import PriorResidualActor
 from methods.common.target_tasks import env_rng_state, set_env_rng_state
-from methods.skill_model import SkillModel, load_skill_model, run_skill
+from methods.skill_model import SkillModel, load_skill_model, run_skills
 
 if TYPE_CHECKING:
     from harness.context import JobContext
@@ -135,26 +135,42 @@ def episode_rows(rows: dict[str, list]) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=np.float32) for k, v in rows.items()}
 
 
-@torch.no_grad()
 def collect_episode(env: Any, actor: PriorResidualActor, model: SkillModel, e: torch.Tensor,
                     device: torch.device) -> tuple[dict[str, np.ndarray], float, bool, int]:
     """One episode of π(z | s, e) with a fixed e; returns its high-level transitions (raw states, no e),
     its return, success and env steps."""
-    obs, _ = env.reset()
-    rows: dict[str, list] = {"obs": [], "z": [], "reward": [], "next_obs": [], "terminated": []}
-    ret, success, steps, done = 0.0, False, 0, False
-    e = e.reshape(1, -1).to(device)
-    while not done:
-        x = torch.cat([torch.as_tensor(obs, dtype=torch.float32, device=device).reshape(1, -1), e], dim=-1)
-        z = actor.act(x)[0]
-        next_obs, reward, terminated, truncated, info, n = run_skill(env, obs, z, model, device)
-        for k, v in (("obs", obs), ("z", z.cpu().numpy()), ("reward", reward), ("next_obs", next_obs),
-                     ("terminated", terminated)):
-            rows[k].append(v)
-        ret, steps = ret + reward, steps + n
-        success = success or bool(info.get("success", False))
-        obs, done = next_obs, terminated or truncated
-    return episode_rows(rows), ret, success, steps
+    return collect_episodes([env], actor, model, e.reshape(1, -1), device)[0]
+
+
+@torch.no_grad()
+def collect_episodes(envs: Sequence[Any], actor: PriorResidualActor, model: SkillModel, es: torch.Tensor,
+                     device: torch.device) -> list[tuple[dict[str, np.ndarray], float, bool, int]]:
+    """One episode in each env, in lockstep, env i's policy conditioned on es[i] (n, e_dim): each high-level step
+    is one actor call on the batch of running envs, each env step one decoder call (`run_skills`). Per env, as
+    `collect_episode`: (transitions, return, success, env steps)."""
+    n = len(envs)
+    es = es.to(device).reshape(n, -1)
+    obs = [env.reset()[0] for env in envs]
+    rows: list[dict[str, list]] = [{"obs": [], "z": [], "reward": [], "next_obs": [], "terminated": []}
+                                   for _ in range(n)]
+    ret, success, steps, running = [0.0] * n, [False] * n, [0] * n, list(range(n))
+    while running:
+        s = torch.as_tensor(np.stack([obs[i] for i in running]), dtype=torch.float32, device=device)
+        z = actor.act(torch.cat([s, es[running]], dim=-1))
+        still = []
+        for i, z_i, (next_obs, reward, terminated, truncated, info, k) in zip(
+                running, z.cpu().numpy(), run_skills([envs[i] for i in running], [obs[i] for i in running], z,
+                                                     model, device)):
+            for key, v in (("obs", obs[i]), ("z", z_i), ("reward", reward), ("next_obs", next_obs),
+                           ("terminated", terminated)):
+                rows[i][key].append(v)
+            ret[i], steps[i] = ret[i] + reward, steps[i] + k
+            success[i] = success[i] or bool(info.get("success", False))
+            obs[i] = next_obs
+            if not (terminated or truncated):
+                still.append(i)
+        running = still
+    return [(episode_rows(rows[i]), ret[i], success[i], steps[i]) for i in range(n)]
 
 
 # --- the meta-learner ----------------------------------------------------------------------------------------
@@ -190,15 +206,17 @@ class SiMPLMetaLearner:
         return self.core.actor
 
     # --- acting ------------------------------------------------------------------------------------------
-    def sample_task_prior(self) -> torch.Tensor:
-        return torch.randn(self.e_dim, device=self.device)
+    def sample_task_prior(self, n: int) -> torch.Tensor:
+        """n draws of e ~ N(0, I): (n, e_dim)."""
+        return torch.randn(n, self.e_dim, device=self.device)
 
     @torch.no_grad()
-    def sample_posterior(self, task: int) -> torch.Tensor:
-        """e ~ q(e | c), c = post_context_size transitions from `task`'s encoder buffer."""
-        c = self.enc_buffers.gather(torch.tensor([task], device=self.device), self.cfg.post_context_size)
+    def sample_posterior(self, tasks: list[int]) -> torch.Tensor:
+        """e ~ q(e | c) for each task, c = post_context_size transitions from its encoder buffer: (len(tasks), e_dim),
+        one batched encoder call."""
+        c = self.enc_buffers.gather(torch.tensor(tasks, device=self.device), self.cfg.post_context_size)
         mean, std = self.encoder(c)
-        return (mean + std * torch.randn_like(std))[0]
+        return mean + std * torch.randn_like(std)
 
     # --- one meta-training gradient step (eq. 4) ---------------------------------------------------------
     def update(self) -> dict[str, torch.Tensor]:
@@ -381,39 +399,44 @@ def run(ctx: JobContext) -> None:
         ctx.save_checkpoint({"learner": learner.state_dict(), "counters": counters, "log_rows": log_rows,
                              "env_rngs": [env_rng_state(env) for env in envs]})
 
-    def episode(task: int, e: torch.Tensor, into_encoder: bool) -> tuple[float, bool, int]:
-        rows, ret, success, steps = collect_episode(envs[task], learner.actor, skill_model, e, ctx.device)
-        learner.rl_buffers.add(task, rows)
-        if into_encoder:
-            learner.enc_buffers.add(task, rows)
-        counters["episodes"] += 1
-        counters["env_steps"] += steps
-        return ret, success, len(rows["z"])
+    def episodes(task_ids: list[int], es: torch.Tensor, into_encoder: bool) -> list[tuple[float, bool, int]]:
+        """One episode per task in `task_ids`, in lockstep, task i's policy conditioned on es[i]; each episode's
+        transitions go to its task's RL buffer (and encoder buffer). Per task: (return, success, skill steps)."""
+        out = []
+        for t, (rows, ret, success, steps) in zip(task_ids, collect_episodes(
+                [envs[t] for t in task_ids], learner.actor, skill_model, es, ctx.device)):
+            learner.rl_buffers.add(t, rows)
+            if into_encoder:
+                learner.enc_buffers.add(t, rows)
+            counters["episodes"] += 1
+            counters["env_steps"] += steps
+            out.append((ret, success, len(rows["z"])))
+        return out
 
+    all_tasks = list(range(len(tasks)))
     if not counters["warmed_up"]:
         # Warm-up (reference): prior-conditioned episodes until every encoder buffer holds a large context, then
-        # posterior-conditioned ones until every RL buffer holds a batch.
+        # posterior-conditioned ones until every RL buffer holds a batch (rounds over the tasks still short).
         enc_need = min(cfg.post_context_size, cfg.buffer_size)
-        for t in range(len(tasks)):
-            while len(learner.enc_buffers.tasks[t]) < enc_need:
-                episode(t, learner.sample_task_prior(), into_encoder=True)
-            while len(learner.rl_buffers.tasks[t]) < min(cfg.batch_size, cfg.buffer_size):
-                episode(t, learner.sample_posterior(t), into_encoder=False)
+        while short := [t for t in all_tasks if len(learner.enc_buffers.tasks[t]) < enc_need]:
+            episodes(short, learner.sample_task_prior(len(short)), into_encoder=True)
+        rl_need = min(cfg.batch_size, cfg.buffer_size)
+        while short := [t for t in all_tasks if len(learner.rl_buffers.tasks[t]) < rl_need]:
+            episodes(short, learner.sample_posterior(short), into_encoder=False)
         counters["warmed_up"] = True
         ctx.log(f"simpl-meta: warm-up done after {counters['episodes']} episodes")
 
     with ctx.progress(total_epochs, "meta-training epochs", initial=counters["epoch"]) as bar:
         while counters["epoch"] < total_epochs:
             start = time.perf_counter()
-            new, prior_ret, post_ret, post_succ = 0, [], [], []
-            for t in range(len(tasks)):  # per task: one prior- and one posterior-conditioned episode
-                ret, _, k = episode(t, learner.sample_task_prior(), into_encoder=True)
-                prior_ret.append(ret)
-                new += k
-                ret, succ, k = episode(t, learner.sample_posterior(t), into_encoder=False)
-                post_ret.append(ret)
-                post_succ.append(succ)
-                new += k
+            # per task: one prior-conditioned episode (into the encoder buffer), then one conditioned on the
+            # posterior of a context that may include it; each set runs in lockstep over the tasks
+            prior = episodes(all_tasks, learner.sample_task_prior(len(all_tasks)), into_encoder=True)
+            post = episodes(all_tasks, learner.sample_posterior(all_tasks), into_encoder=False)
+            collect_seconds = time.perf_counter() - start
+            prior_ret, post_ret = [r for r, _, _ in prior], [r for r, _, _ in post]
+            post_succ = [s for _, s, _ in post]
+            new = sum(k for _, _, k in prior + post)
             steps = steps_per_epoch(cfg, new)
             sums: dict[str, torch.Tensor] = {}
             for _ in range(steps):
@@ -425,7 +448,8 @@ def run(ctx: JobContext) -> None:
                    "grad_steps": counters["grad_steps"], "prior_return": float(np.mean(prior_ret)),
                    "post_return": float(np.mean(post_ret)), "post_success": float(np.mean(post_succ)),
                    "target_kl_small": cfg.target_kl_small, "target_kl_large": cfg.target_kl_large,
-                   **{k: float(v) / steps for k, v in sums.items()}, "seconds": time.perf_counter() - start}
+                   **{k: float(v) / steps for k, v in sums.items()}, "seconds": time.perf_counter() - start,
+                   "collect_seconds": collect_seconds}
             log_rows.append(row)
             write_log(log_path, log_rows)
             bar.update(1)

@@ -217,17 +217,37 @@ def run_skill(env: Any, obs: np.ndarray, z: np.ndarray | torch.Tensor, model: Sk
     """One high-level step: run the frozen decoder with skill z for H env steps (fewer if the episode ends).
 
     Returns (next_obs, summed reward, terminated, truncated, last info, env steps taken)."""
-    z_t = torch.as_tensor(z, dtype=torch.float32, device=device).reshape(model.z_dim)
-    low, high = env.action_space.low, env.action_space.high
-    total, terminated, truncated, info, n = 0.0, False, False, {}, 0
-    for n in range(1, model.horizon + 1):
-        s = torch.as_tensor(obs, dtype=torch.float32, device=device)
-        action = np.clip(model.decode_action(s, z_t).cpu().numpy(), low, high)
-        obs, reward, terminated, truncated, info = env.step(action)
-        total += float(reward)
-        if terminated or truncated:
+    z_t = torch.as_tensor(z, dtype=torch.float32, device=device).reshape(1, model.z_dim)
+    return run_skills([env], [obs], z_t, model, device)[0]
+
+
+def run_skills(envs: Sequence[Any], obs: Sequence[np.ndarray], z: torch.Tensor, model: SkillModel,
+               device: torch.device | str = "cpu") -> list[tuple[np.ndarray, float, bool, bool, dict, int]]:
+    """`run_skill` in several envs in lockstep, env i with skill z[i] (z: (n, z_dim)): each env step is one decoder
+    call on the batch of envs whose skill is still running (an env drops out when its episode ends).
+
+    Returns `run_skill`'s tuple per env."""
+    n = len(envs)
+    z = z.to(device=device, dtype=torch.float32).reshape(n, model.z_dim)
+    obs, total = list(obs), [0.0] * n
+    ended, info, steps = [(False, False)] * n, [{}] * n, [0] * n
+    running = list(range(n))
+    for _ in range(model.horizon):
+        s = torch.as_tensor(np.stack([obs[i] for i in running]), dtype=torch.float32, device=device)
+        actions = model.decode_action(s, z[running] if len(running) < n else z).cpu().numpy()
+        still = []
+        for i, action in zip(running, actions):
+            space = envs[i].action_space
+            obs[i], reward, terminated, truncated, info[i] = envs[i].step(np.clip(action, space.low, space.high))
+            total[i] += float(reward)
+            steps[i] += 1
+            ended[i] = (bool(terminated), bool(truncated))
+            if not (terminated or truncated):
+                still.append(i)
+        running = still
+        if not running:
             break
-    return obs, total, bool(terminated), bool(truncated), info, n
+    return [(obs[i], total[i], *ended[i], info[i], steps[i]) for i in range(n)]
 
 
 # --- offline data as tensors, windows gathered by index --------------------------------------------------------
