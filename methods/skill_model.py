@@ -229,16 +229,17 @@ def run_skills(envs: Sequence[Any], obs: Sequence[np.ndarray], z: torch.Tensor, 
     Returns `run_skill`'s tuple per env."""
     n = len(envs)
     z = z.to(device=device, dtype=torch.float32).reshape(n, model.z_dim)
+    bounds = [(env.action_space.low, env.action_space.high) for env in envs]  # once: a wrapper chain lookup
     obs, total = list(obs), [0.0] * n
     ended, info, steps = [(False, False)] * n, [{}] * n, [0] * n
     running = list(range(n))
     for _ in range(model.horizon):
-        s = torch.as_tensor(np.stack([obs[i] for i in running]), dtype=torch.float32, device=device)
+        states = obs[running[0]][None] if len(running) == 1 else np.stack([obs[i] for i in running])
+        s = torch.as_tensor(states, dtype=torch.float32, device=device)
         actions = model.decode_action(s, z[running] if len(running) < n else z).cpu().numpy()
         still = []
         for i, action in zip(running, actions):
-            space = envs[i].action_space
-            obs[i], reward, terminated, truncated, info[i] = envs[i].step(np.clip(action, space.low, space.high))
+            obs[i], reward, terminated, truncated, info[i] = envs[i].step(np.clip(action, *bounds[i]))
             total[i] += float(reward)
             steps[i] += 1
             ended[i] = (bool(terminated), bool(truncated))
