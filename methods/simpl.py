@@ -196,13 +196,13 @@ def build_bench_learner(suite_name: str, scale: str, seed: int = 0) -> SiMPLMeta
     skill_cfg: SkillModelConfig = get_method("skills").resolve_config(scale, suite)
     learner = SiMPLMetaLearner(cfg, SkillModel(obs_dim, act_dim, skill_cfg).freeze(), obs_dim,
                                len(suite.meta_train_tasks))
-    for buffers in (learner.rl_buffers, learner.enc_buffers):
-        n, cap = len(buffers.tasks), cfg.buffer_size
+    for add in (learner.add_rl, learner.enc_buffers.add):
+        n, cap = len(suite.meta_train_tasks), cfg.buffer_size
         rows = {"obs": torch.randn(n, cap, obs_dim), "z": torch.randn(n, cap, learner.z_dim),
                 "reward": torch.rand(n, cap), "next_obs": torch.randn(n, cap, obs_dim),
                 "terminated": (torch.rand(n, cap) < 0.01).float()}
         for t in range(n):
-            buffers.add(t, {k: v[t] for k, v in rows.items()})
+            add(t, {k: v[t] for k, v in rows.items()})
     return learner
 
 

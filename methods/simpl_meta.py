@@ -156,11 +156,10 @@ def collect_episodes(envs: Sequence[Any], actor: PriorResidualActor, model: Skil
     ret, success, steps, running = [0.0] * n, [False] * n, [0] * n, list(range(n))
     while running:
         s = torch.as_tensor(np.stack([obs[i] for i in running]), dtype=torch.float32, device=device)
-        z = actor.act(torch.cat([s, es[running]], dim=-1))
+        z = actor.act(torch.cat([s, es[running]], dim=-1)).cpu().numpy()
         still = []
         for i, z_i, (next_obs, reward, terminated, truncated, info, k) in zip(
-                running, z.cpu().numpy(), run_skills([envs[i] for i in running], [obs[i] for i in running], z,
-                                                     model, device)):
+                running, z, run_skills([envs[i] for i in running], [obs[i] for i in running], z, model)):
             for key, v in (("obs", obs[i]), ("z", z_i), ("reward", reward), ("next_obs", next_obs),
                            ("terminated", terminated)):
                 rows[i][key].append(v)
@@ -185,7 +184,8 @@ class SiMPLMetaLearner:
         self.encoder = SetTransformerEncoder(2 * obs_dim + self.z_dim + 2, cfg.e_dim, cfg.encoder_hidden_dim,
                                              cfg.encoder_heads, cfg.encoder_inducing).to(device)
         actor = PriorResidualActor(in_dim, obs_dim, skill_model, cfg.hidden_dim, cfg.n_hidden)
-        critic = TwinQ(in_dim, self.z_dim, cfg.hidden_dim, cfg.n_hidden)
+        # RL rows store each state with the frozen prior's output (`add_rl`); the critic does not see those columns
+        critic = TwinQ(in_dim, self.z_dim, cfg.hidden_dim, cfg.n_hidden, ignored_inputs=2 * self.z_dim)
         # The shared SAC core holds actor, critics, target critics, their optimisers and α2 (the large-context α,
         # the one target-task learning starts from); the meta step below is SiMPL's own.
         self.core = SACCore(actor, critic, lr=cfg.lr, gamma=cfg.gamma, tau=cfg.tau, alpha_init=cfg.alpha_init_large,
@@ -198,12 +198,20 @@ class SiMPLMetaLearner:
         self.encoder_opt = torch.optim.Adam(self.encoder.parameters(), lr=cfg.lr, fused=True)
         self.coefs = [self.log_alpha_small, self.core.log_alpha, self.log_enc_coef_small, self.log_enc_coef_large]
         self.coef_opt = torch.optim.Adam(self.coefs, lr=cfg.coef_lr, fused=True)
-        self.rl_buffers = TaskBuffers(n_tasks, cfg.buffer_size, obs_dim, self.z_dim, device)
+        # RL buffers: states as [s, prior mean, prior std] (`add_rl`); encoder buffers: the raw transitions
+        self.rl_buffers = TaskBuffers(n_tasks, cfg.buffer_size, obs_dim + 2 * self.z_dim, self.z_dim, device)
         self.enc_buffers = TaskBuffers(n_tasks, cfg.buffer_size, obs_dim, self.z_dim, device)
 
     @property
     def actor(self) -> PriorResidualActor:
         return self.core.actor
+
+    def add_rl(self, task: int, rows: dict[str, np.ndarray]) -> None:
+        """Store an episode's transitions in the task's RL buffer, each state with the frozen prior's output (one
+        batched prior call per episode instead of two per sampled row of every step: `PriorResidualActor.with_prior`)."""
+        obs, next_obs = (self.actor.with_prior(torch.as_tensor(rows[k], dtype=torch.float32, device=self.device))
+                         for k in ("obs", "next_obs"))
+        self.rl_buffers.add(task, {**rows, "obs": obs, "next_obs": next_obs})
 
     # --- acting ------------------------------------------------------------------------------------------
     def sample_task_prior(self, n: int) -> torch.Tensor:
@@ -234,17 +242,17 @@ class SiMPLMetaLearner:
         e = mean + std * torch.randn_like(std)  # rsample: the TD error's gradient reaches the encoder through e
         enc_kl = gaussian_kl(mean, std, torch.zeros_like(mean), torch.ones_like(std))  # (n,) KL(q(e|c) ‖ N(0, I))
 
-        # RL rows: batch_size transitions per sampled task, each with its task's e
+        # RL rows: batch_size transitions per sampled task, each with its task's e: x = [s, e, stored prior output]
         batch = self.rl_buffers.as_batch(self.rl_buffers.gather(tasks, b, rl_sizes))
-        e_rows = e[:, None].expand(n, b, self.e_dim)
-        x = torch.cat([batch.obs, e_rows], -1).reshape(n * b, -1)
-        next_x = torch.cat([batch.next_obs, e_rows], -1).reshape(n * b, -1)
+        e_rows, d = e[:, None].expand(n, b, self.e_dim), self.obs_dim
+        x = torch.cat([batch.obs[..., :d], e_rows, batch.obs[..., d:]], -1).reshape(n * b, -1)
         z, reward, done = batch.action.reshape(n * b, -1), batch.reward.reshape(-1), batch.terminated.reshape(-1)
         alpha_small, alpha_large = self.log_alpha_small.detach().exp(), core.alpha
         alpha_rows = torch.cat([alpha_small.expand(n_s * b), alpha_large.expand(n_l * b)])  # α1 > α2 (eq. 4)
 
         # Critic + encoder: squared TD error of both Qs + coefficient-weighted encoder KL, one joint loss
-        with torch.no_grad():
+        with torch.no_grad():  # the target: no gradient reaches the encoder through next states' e
+            next_x = torch.cat([batch.next_obs[..., :d], e_rows, batch.next_obs[..., d:]], -1).reshape(n * b, -1)
             next_z, next_kl = core.actor.sample(next_x)
             q1_t, q2_t = core.critic_target(next_x, next_z)
             soft_v = torch.min(q1_t, q2_t) - alpha_rows * core.clip_divergence(next_kl)
@@ -405,7 +413,7 @@ def run(ctx: JobContext) -> None:
         out = []
         for t, (rows, ret, success, steps) in zip(task_ids, collect_episodes(
                 [envs[t] for t in task_ids], learner.actor, skill_model, es, ctx.device)):
-            learner.rl_buffers.add(t, rows)
+            learner.add_rl(t, rows)
             if into_encoder:
                 learner.enc_buffers.add(t, rows)
             counters["episodes"] += 1

@@ -186,6 +186,26 @@ class SkillModel(nn.Module):
             cache[name] = frozen_forward(getattr(self, name))
         return cache[name]
 
+    def numpy_decoder(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """The frozen decoder's mean action as float32 numpy matmuls: f(states (n, obs_dim), z (n, z_dim)) ->
+        actions (n, act_dim). Callers check that the model is frozen.
+
+        Why: acting decodes one to a few rows per env step, where torch's per-op dispatch is nearly all of the cost
+        (`decode_action` ~110 µs per call on the maze decoder's 13 layers, numpy ~15 µs), and a target-task
+        learner decodes on every one of its ~10^5 env steps. The same function up to float32 rounding: the state
+        standardisation and the eval-mode BatchNorms are affine, so they are folded (in float64) into the Linear
+        layer next to them. Rebuilt when any decoder tensor changes in place (load_state_dict, an optimiser step),
+        which torch counts in each tensor's `_version`."""
+        cache = self.__dict__.setdefault("_frozen_forwards", {})
+        if "numpy_decoder_tensors" not in cache:  # listed once: walking the modules costs more than decoding
+            cache["numpy_decoder_tensors"] = [*self.decoder.parameters(), *self.decoder.buffers(), self.obs_mean,
+                                              self.obs_std]
+        key = tuple(t._version for t in cache["numpy_decoder_tensors"])
+        if cache.get("numpy_decoder_key") != key:
+            cache["numpy_decoder"] = _fold_numpy_mlp(self.decoder, self.obs_mean, self.obs_std)
+            cache["numpy_decoder_key"] = key
+        return cache["numpy_decoder"]
+
     def __getstate__(self) -> dict[str, Any]:  # copies and pickles rebuild the cache on their own tensors
         state = dict(self.__dict__)
         state.pop("_frozen_forwards", None)
@@ -212,31 +232,69 @@ class SkillModel(nn.Module):
         return self._frozen("decoder")(x).reshape(*lead, self.act_dim)
 
 
-def run_skill(env: Any, obs: np.ndarray, z: np.ndarray | torch.Tensor, model: SkillModel,
-              device: torch.device | str = "cpu") -> tuple[np.ndarray, float, bool, bool, dict, int]:
+def _fold_numpy_mlp(net: nn.Sequential, obs_mean: torch.Tensor,
+                    obs_std: torch.Tensor) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A frozen SPiRL mlp on [standardised state, z] as numpy: (W, b, leaky slope) per Linear, with the input
+    standardisation folded into the first Linear and each eval-mode BatchNorm into the Linear before it."""
+    layers: list[list] = []  # [W (out, in), b (out,), slope or None], float64 while folding
+    for m in net:
+        if isinstance(m, nn.Linear):
+            layers.append([m.weight.detach().double().cpu().numpy(), m.bias.detach().double().cpu().numpy(), None])
+        elif isinstance(m, nn.BatchNorm1d) and not m.training and m.track_running_stats:
+            scale = (m.weight.detach().double() / (m.running_var.double() + m.eps).sqrt()).cpu().numpy()
+            shift = m.bias.detach().double().cpu().numpy() - m.running_mean.double().cpu().numpy() * scale
+            w, b, _ = layers[-1]
+            layers[-1][:2] = [w * scale[:, None], b * scale + shift]
+        elif isinstance(m, nn.LeakyReLU) and 0.0 <= m.negative_slope <= 1.0:
+            layers[-1][2] = float(m.negative_slope)
+        elif isinstance(m, nn.ReLU):
+            layers[-1][2] = 0.0
+        else:
+            raise TypeError(f"numpy decoder: {type(m).__name__} (training={m.training}) is not a frozen mlp layer")
+    mean, std = obs_mean.double().cpu().numpy(), obs_std.double().cpu().numpy()
+    w, b, slope = layers[0]
+    d = len(mean)  # (s − mean)/std feeds the first d inputs: W·[(s − m)/σ; z] + b = [W_s/σ, W_z]·[s; z] + b − W_s·m/σ
+    layers[0][:2] = [np.concatenate([w[:, :d] / std, w[:, d:]], axis=1), b - w[:, :d] @ (mean / std)]
+    folded = [(np.ascontiguousarray(w.T, dtype=np.float32), b.astype(np.float32), slope) for w, b, slope in layers]
+
+    def forward(states: np.ndarray, z: np.ndarray) -> np.ndarray:
+        x = np.concatenate([np.asarray(states, dtype=np.float32), np.asarray(z, dtype=np.float32)], axis=-1)
+        for w_t, b, slope in folded:
+            x = x @ w_t
+            x += b
+            if slope is not None:  # leaky ReLU as max(x, slope·x), valid for 0 ≤ slope ≤ 1
+                x = np.maximum(x, slope * x, out=x)
+        return x
+
+    return forward
+
+
+def run_skill(env: Any, obs: np.ndarray, z: np.ndarray | torch.Tensor,
+              model: SkillModel) -> tuple[np.ndarray, float, bool, bool, dict, int]:
     """One high-level step: run the frozen decoder with skill z for H env steps (fewer if the episode ends).
 
     Returns (next_obs, summed reward, terminated, truncated, last info, env steps taken)."""
-    z_t = torch.as_tensor(z, dtype=torch.float32, device=device).reshape(1, model.z_dim)
-    return run_skills([env], [obs], z_t, model, device)[0]
+    return run_skills([env], [obs], z, model)[0]
 
 
-def run_skills(envs: Sequence[Any], obs: Sequence[np.ndarray], z: torch.Tensor, model: SkillModel,
-               device: torch.device | str = "cpu") -> list[tuple[np.ndarray, float, bool, bool, dict, int]]:
+def run_skills(envs: Sequence[Any], obs: Sequence[np.ndarray], z: np.ndarray | torch.Tensor,
+               model: SkillModel) -> list[tuple[np.ndarray, float, bool, bool, dict, int]]:
     """`run_skill` in several envs in lockstep, env i with skill z[i] (z: (n, z_dim)): each env step is one decoder
-    call on the batch of envs whose skill is still running (an env drops out when its episode ends).
+    call on the batch of envs whose skill is still running (an env drops out when its episode ends). The decoder
+    runs in numpy on the CPU (`SkillModel.numpy_decoder`), wherever the learner's networks live.
 
     Returns `run_skill`'s tuple per env."""
     n = len(envs)
-    z = z.to(device=device, dtype=torch.float32).reshape(n, model.z_dim)
+    model._check_frozen()
+    decode = model.numpy_decoder()  # acting decodes a few rows per env step: numpy, not torch (numpy_decoder)
+    z = (z.detach().cpu().numpy() if isinstance(z, torch.Tensor) else np.asarray(z)).reshape(n, model.z_dim)
     bounds = [(env.action_space.low, env.action_space.high) for env in envs]  # once: a wrapper chain lookup
     obs, total = list(obs), [0.0] * n
     ended, info, steps = [(False, False)] * n, [{}] * n, [0] * n
     running = list(range(n))
     for _ in range(model.horizon):
         states = obs[running[0]][None] if len(running) == 1 else np.stack([obs[i] for i in running])
-        s = torch.as_tensor(states, dtype=torch.float32, device=device)
-        actions = model.decode_action(s, z[running] if len(running) < n else z).cpu().numpy()
+        actions = decode(states, z[running] if len(running) < n else z)
         still = []
         for i, action in zip(running, actions):
             obs[i], reward, terminated, truncated, info[i] = envs[i].step(np.clip(action, *bounds[i]))

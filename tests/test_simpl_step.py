@@ -45,8 +45,10 @@ def make_learner(n_tasks: int = 4) -> SiMPLMetaLearner:
     learner = SiMPLMetaLearner(cfg, skills, obs_dim=4, n_tasks=n_tasks)
     for buffers in (learner.rl_buffers, learner.enc_buffers):  # (load_state_dict: add() stores float32 only)
         sizes = [20 + 10 * t for t in range(n_tasks)]  # different amounts of data: sampling must respect each size
-        buffers.load_state_dict([{"obs": torch.randn(k, 4), "action": torch.randn(k, learner.z_dim),
-                                  "reward": torch.rand(k), "next_obs": torch.randn(k, 4),
+        # RL rows hold each state with the prior's output (SiMPLMetaLearner.add_rl); the reference runs the prior
+        stored = learner.actor.with_prior if buffers is learner.rl_buffers else (lambda s: s)
+        buffers.load_state_dict([{"obs": stored(torch.randn(k, 4)), "action": torch.randn(k, learner.z_dim),
+                                  "reward": torch.rand(k), "next_obs": stored(torch.randn(k, 4)),
                                   "terminated": (torch.rand(k) < 0.2).double(), "pos": k} for k in sizes])
     with torch.no_grad():  # coefficients large enough that every regulariser visibly shapes the gradients
         learner.log_alpha_small.fill_(0.0)
@@ -117,9 +119,9 @@ def reference_step(ref: SiMPLMetaLearner, rec: Recorder) -> tuple[dict[str, floa
         coef = (ref.log_enc_coef_small if small else ref.log_enc_coef_large[tasks[i]]).detach().exp()
         enc_terms.append(coef * enc_kl)
         enc_kls.append(enc_kl.detach())
-        rows = rl_rows[i]
-        obs, z, reward, next_obs, done = (rows[:, :d], rows[:, d:d + z_dim], rows[:, d + z_dim],
-                                          rows[:, d + z_dim + 1:-1], rows[:, -1])
+        rows, w = rl_rows[i], d + 2 * z_dim  # stored states are [s, prior mean, prior std]: use s alone
+        obs, z, reward, next_obs, done = (rows[:, :d], rows[:, w:w + z_dim], rows[:, w + z_dim],
+                                          rows[:, w + z_dim + 1:w + z_dim + 1 + d], rows[:, -1])
         x, next_x = torch.cat([obs, e.expand(b, -1)], -1), torch.cat([next_obs, e.expand(b, -1)], -1)
         alpha = alpha_small if small else alpha_large
         with torch.no_grad():

@@ -184,6 +184,34 @@ def test_frozen_fast_path_is_bit_identical_and_survives_copies():
         assert torch.equal(model.decode_action(states, z), expected_action)
 
 
+def test_numpy_decoder_matches_the_torch_decoder_and_follows_weight_changes():
+    """run_skills decodes through SkillModel.numpy_decoder (state standardisation and BatchNorm folded into the
+    Linears): the torch decoder's actions up to float32 rounding, rebuilt after an in-place weight change, and a
+    copy decodes with its own weights."""
+    import copy
+
+    torch.manual_seed(0)
+    model = SkillModel(4, 2)
+    model.set_obs_normalizer(torch.randn(500, 4) * torch.tensor([5.0, 0.5, 2.0, 1.0]) + 3.0)
+    model.train()
+    for _ in range(3):  # non-trivial BatchNorm running statistics
+        model.decoder(torch.randn(64, 4 + model.z_dim) * 2 - 1)
+    model.freeze()
+    with torch.no_grad():
+        model.decoder[-1].weight.mul_(30.0)  # actions that vary visibly with the input
+    states, z = torch.randn(50, 4) * 4 + 2, torch.randn(50, model.z_dim) * 2
+    expected = model.decode_action(states, z).numpy()
+    assert expected.std(0).min() > 0.1
+    np.testing.assert_allclose(model.numpy_decoder()(states.numpy(), z.numpy()), expected, rtol=1e-4, atol=1e-5)
+    clone = copy.deepcopy(model)
+    with torch.no_grad():
+        model.decoder[0].bias.add_(1.0)  # in place, like load_state_dict
+    changed = model.decode_action(states, z).numpy()
+    assert np.abs(changed - expected).max() > 1e-2
+    np.testing.assert_allclose(model.numpy_decoder()(states.numpy(), z.numpy()), changed, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(clone.numpy_decoder()(states.numpy(), z.numpy()), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_decoded_skill_retraces_the_held_out_window_in_the_env(trained):
     """Encode a window, roll out its skill from the window's first state: the point ends near the data's end."""
     model = load_skill_model(trained.obj)

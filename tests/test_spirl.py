@@ -32,6 +32,41 @@ def test_zero_residual_policy_is_the_prior():
     assert {id(p) for p in actor.parameters()} == {id(p) for p in actor.residual.parameters()}
 
 
+def test_update_on_stored_prior_outputs_equals_the_update_that_runs_the_prior():
+    """The skill-space learner's buffer stores each state with the frozen prior's output (`with_prior`); the SAC
+    update that reads it is the update that runs the prior on the sampled states: same losses and gradients."""
+    import copy
+
+    torch.manual_seed(0)
+    model = SkillModel(4, 2, SkillModelConfig(hidden_dim=32, decoder_layers=1, prior_layers=2))
+    model.train()
+    model.prior(torch.randn(64, 4) * 2)  # non-trivial BatchNorm statistics
+    model.freeze()
+    settings = learner_settings(get_method("spirl").resolve_config("smoke", get_suite("maze-tiny")))
+    learner = SkillSpaceLearner(settings, model, 4, record_positions=False)
+    n = 40
+    rows = {"obs": np.random.randn(n, 4).astype(np.float32), "z": np.random.randn(n, 10).astype(np.float32),
+            "reward": np.random.rand(n).astype(np.float32), "next_obs": np.random.randn(n, 4).astype(np.float32),
+            "terminated": np.zeros(n, np.float32)}
+    learner.add(rows)
+    batch = learner.buffer.sample(32)
+    assert batch.obs.shape[1] == 4 + 2 * 10
+    mean, std = model.prior_dist(batch.obs[:, :4])
+    assert torch.allclose(batch.obs[:, 4:14], mean) and torch.allclose(batch.obs[:, 14:], std)
+    plain = batch._replace(obs=batch.obs[:, :4].contiguous(), next_obs=batch.next_obs[:, :4].contiguous())
+    grads = []
+    for b in (batch, plain):
+        core = copy.deepcopy(learner.core)
+        torch.manual_seed(1)
+        critic_loss = core.critic_loss(b)
+        critic_loss.backward()
+        actor_loss, div = core.actor_loss(b.obs)
+        actor_loss.backward()
+        grads.append([critic_loss, actor_loss, div] + [p.grad for p in (*core.critic.parameters(),
+                                                                        *core.actor.parameters())])
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(*grads))
+
+
 def _train_and_eval(learner, env, eval_env, episodes: int, n_eval: int) -> tuple[int, float]:
     """(training episodes that reached the goal, evaluation success after `episodes` episodes)"""
     reached = sum(learner.train_episode(env).success for _ in range(episodes))

@@ -64,15 +64,22 @@ class TanhGaussianActor(nn.Module):
 
 
 class TwinQ(nn.Module):
-    """Two independent Q networks on (input, action) (clipped double Q)."""
+    """Two independent Q networks on (input, action) (clipped double Q).
+
+    `ignored_inputs`: trailing input columns the Q networks do not see, stored next to the state for the actor
+    alone (the skill prior's output: `PriorResidualActor.with_prior`)."""
 
     def __init__(self, in_dim: int, act_dim: int, hidden_dim: int = 256, n_hidden: int = 2,
-                 thin_input_transposed: bool = False):  # nets.mlp: faster, same function up to rounding
+                 thin_input_transposed: bool = False,  # nets.mlp: faster, same function up to rounding
+                 ignored_inputs: int = 0):
         super().__init__()
+        self.in_dim, self.ignored_inputs = in_dim, ignored_inputs
         self.q1 = mlp(in_dim + act_dim, 1, hidden_dim, n_hidden, thin_input_transposed=thin_input_transposed)
         self.q2 = mlp(in_dim + act_dim, 1, hidden_dim, n_hidden, thin_input_transposed=thin_input_transposed)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.ignored_inputs and obs.shape[-1] == self.in_dim + self.ignored_inputs:
+            obs = obs[..., :self.in_dim]
         x = torch.cat([obs, action], dim=-1)
         return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
 

@@ -31,7 +31,7 @@ class PriorResidualActor(nn.Module):
 
     def __init__(self, in_dim: int, obs_dim: int, skill_model: SkillModel, hidden_dim: int, n_hidden: int):
         super().__init__()
-        self.obs_dim, self.z_dim = obs_dim, skill_model.z_dim
+        self.in_dim, self.obs_dim, self.z_dim = in_dim, obs_dim, skill_model.z_dim
         self.residual = mlp(in_dim, 2 * self.z_dim, hidden_dim, n_hidden)
         self.skill_model = skill_model  # frozen; its parameters are not in this module's optimiser
         self.skill_model.requires_grad_(False)
@@ -39,8 +39,22 @@ class PriorResidualActor(nn.Module):
     def parameters(self, recurse: bool = True):  # the optimiser sees only the residual head
         return self.residual.parameters(recurse)
 
+    def with_prior(self, x: torch.Tensor) -> torch.Tensor:
+        """[x, p(z|s)'s mean, its std]: the input `distribution` reads the prior from instead of running it.
+
+        Why: the prior is frozen, so its output is a fixed function of each stored state. A replay buffer that
+        stores it with the transition runs the prior once per transition, not twice per sampled row of every
+        gradient step (next states for the target, states for the policy loss): at maze sizes the prior's 7
+        layers are ~40% of a skill-space update's matmul FLOPs."""
+        return torch.cat([x, *self.skill_model.prior_dist(x[..., :self.obs_dim])], dim=-1)
+
     def distribution(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        prior_mean, prior_std = self.skill_model.prior_dist(x[..., :self.obs_dim])
+        """x: [s, (e)] (in_dim columns), or `with_prior`'s [s, (e), prior mean, prior std]."""
+        if x.shape[-1] == self.in_dim + 2 * self.z_dim:
+            prior_mean, prior_std = x[..., self.in_dim:self.in_dim + self.z_dim], x[..., self.in_dim + self.z_dim:]
+            x = x[..., :self.in_dim]
+        else:
+            prior_mean, prior_std = self.skill_model.prior_dist(x[..., :self.obs_dim])
         d_mean, d_scale = self.residual(x).chunk(2, dim=-1)
         std = 1e-3 + nn.functional.softplus(_inv_softplus(prior_std) + d_scale)
         return prior_mean + d_mean, std, prior_mean, prior_std
@@ -90,11 +104,12 @@ class SkillSpaceLearner:
         in_dim = obs_dim + (0 if context is None else self.context.shape[1])
         z_dim = skill_model.z_dim
         actor = PriorResidualActor(in_dim, obs_dim, skill_model, s.hidden_dim, s.n_hidden)
-        critic = TwinQ(in_dim, z_dim, s.hidden_dim, s.n_hidden)
+        # The buffer stores the actor's `with_prior` rows; the critic reads their first in_dim columns only
+        critic = TwinQ(in_dim, z_dim, s.hidden_dim, s.n_hidden, ignored_inputs=2 * z_dim)
         self.core = SACCore(actor, critic, lr=s.lr, gamma=s.gamma, tau=s.tau, alpha_init=s.alpha_init,
                             target_divergence=s.target_kl, alpha_only_grows=s.alpha_only_grows,
                             divergence_clip=s.kl_clip, alpha_lr=s.alpha_lr).to(device)
-        self.buffer = ReplayBuffer(s.buffer_size, in_dim, z_dim, device)
+        self.buffer = ReplayBuffer(s.buffer_size, in_dim + 2 * z_dim, z_dim, device)
         self.last_stats: dict[str, float] = {}
 
     def _input(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -109,7 +124,7 @@ class SkillSpaceLearner:
         while not done:
             x = self._input(obs)
             z = self.core.actor.act(x, deterministic)[0]
-            next_obs, reward, terminated, truncated, info, n = run_skill(env, obs, z, self.model, self.device)
+            next_obs, reward, terminated, truncated, info, n = run_skill(env, obs, z, self.model)
             rows["obs"].append(x[0].cpu().numpy())
             rows["z"].append(z.cpu().numpy())
             rows["reward"].append(reward)
@@ -125,7 +140,11 @@ class SkillSpaceLearner:
         return Episode(ret, success, steps, pos), arrays
 
     def add(self, rows: dict[str, np.ndarray]) -> None:
-        self.buffer.add_many(rows["obs"], rows["z"], rows["reward"], rows["next_obs"], rows["terminated"])
+        """Store an episode's transitions, each state with its prior output (`PriorResidualActor.with_prior`: one
+        batched prior call per episode)."""
+        obs, next_obs = (self.core.actor.with_prior(torch.as_tensor(rows[k], dtype=torch.float32, device=self.device))
+                         for k in ("obs", "next_obs"))
+        self.buffer.add_many(obs, rows["z"], rows["reward"], next_obs, rows["terminated"])
 
     def train_episode(self, env: gym.Env) -> Episode:
         ep, rows = self.rollout(env, deterministic=False)
