@@ -209,9 +209,7 @@ class SiMPLMetaLearner:
     def add_rl(self, task: int, rows: dict[str, np.ndarray]) -> None:
         """Store an episode's transitions in the task's RL buffer, each state with the frozen prior's output (one
         batched prior call per episode instead of two per sampled row of every step: `PriorResidualActor.with_prior`)."""
-        obs, next_obs = (self.actor.with_prior(torch.as_tensor(rows[k], dtype=torch.float32, device=self.device))
-                         for k in ("obs", "next_obs"))
-        self.rl_buffers.add(task, {**rows, "obs": obs, "next_obs": next_obs})
+        self.rl_buffers.add(task, self.actor.rows_with_prior(rows, self.device))
 
     # --- acting ------------------------------------------------------------------------------------------
     def sample_task_prior(self, n: int) -> torch.Tensor:

@@ -48,6 +48,12 @@ class PriorResidualActor(nn.Module):
         layers are ~40% of a skill-space update's matmul FLOPs."""
         return torch.cat([x, *self.skill_model.prior_dist(x[..., :self.obs_dim])], dim=-1)
 
+    def rows_with_prior(self, rows: dict, device: torch.device | str) -> dict:
+        """An episode's transition rows with obs and next_obs as `with_prior` rows (one batched prior call each):
+        what the skill-space replay buffers store."""
+        return {**rows, **{k: self.with_prior(torch.as_tensor(rows[k], dtype=torch.float32, device=device))
+                           for k in ("obs", "next_obs")}}
+
     def distribution(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """x: [s, (e)] (in_dim columns), or `with_prior`'s [s, (e), prior mean, prior std]."""
         if x.shape[-1] == self.in_dim + 2 * self.z_dim:
@@ -142,9 +148,8 @@ class SkillSpaceLearner:
     def add(self, rows: dict[str, np.ndarray]) -> None:
         """Store an episode's transitions, each state with its prior output (`PriorResidualActor.with_prior`: one
         batched prior call per episode)."""
-        obs, next_obs = (self.core.actor.with_prior(torch.as_tensor(rows[k], dtype=torch.float32, device=self.device))
-                         for k in ("obs", "next_obs"))
-        self.buffer.add_many(obs, rows["z"], rows["reward"], next_obs, rows["terminated"])
+        rows = self.core.actor.rows_with_prior(rows, self.device)
+        self.buffer.add_many(rows["obs"], rows["z"], rows["reward"], rows["next_obs"], rows["terminated"])
 
     def train_episode(self, env: gym.Env) -> Episode:
         ep, rows = self.rollout(env, deterministic=False)
