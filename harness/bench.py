@@ -156,10 +156,13 @@ def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str) -> None:
 def _sb3_sac(env, hidden: int, n_hidden: int, batch: int):
     """stable-baselines3's SAC on `env` with our sizes, past its learning_starts (its buffer holds 1,000 steps)."""
     from stable_baselines3 import SAC
+    from stable_baselines3.common.logger import Logger
 
     model = SAC("MlpPolicy", env, batch_size=batch, learning_starts=1_000, buffer_size=100_000, train_freq=1,
                 gradient_steps=1, seed=0, device="cpu", verbose=0,
                 policy_kwargs={"net_arch": [hidden] * n_hidden})
+    # SB3's default logger makes a fresh /tmp/SB3-<date> folder on every learn() call, left behind; log nowhere
+    model.set_logger(Logger(folder=None, output_formats=[]))
     model.learn(total_timesteps=1_200)
     return model
 

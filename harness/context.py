@@ -4,6 +4,8 @@ A method never touches paths or file formats itself: it asks the context to
 - `load_checkpoint()` / `save_checkpoint(state)`: resumable state (networks, optimisers, buffers, counters);
   the context adds the curve rows and the global RNG states, and writes atomically with a checksum;
 - `add_eval(...)`: one evaluation point of the learning curve (curve.csv is rewritten atomically);
+- `add_train_episode(...)`: one learning episode's return, success and learner statistics (train_log.csv, written
+  with each checkpoint: it never holds an episode the checkpoint does not, so a resumed job repeats none);
 - `save_artifact(name, obj)` / `load_artifact(stage, name)`: outputs shared with other jobs (the skill model);
 - `progress(total, desc)`: a tqdm bar that also lands in the run's log;
 - `log(msg)`: a line in `job.log`.
@@ -83,6 +85,7 @@ class JobContext:
     show_progress: bool = True
     shard: int | None = None  # which shard of a sharded stage this job is
     curve_rows: list[dict[str, Any]] = field(default_factory=list)
+    train_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
@@ -104,7 +107,9 @@ class JobContext:
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         save_checked(self.checkpoint_path, {"method_state": state, "curve_rows": list(self.curve_rows),
-                                            "rng": rng_state()})
+                                            "train_rows": list(self.train_rows), "rng": rng_state()})
+        if self.train_rows:
+            store.write_train_log(self.run_dir / store.TRAIN_LOG_FILE, self.train_rows)
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         """The last saved state (and curve rows, RNG states restored), or None to start fresh.
@@ -119,6 +124,7 @@ class JobContext:
             self.checkpoint_path.unlink()
             return None
         self.curve_rows = list(saved["curve_rows"])
+        self.train_rows = list(saved.get("train_rows", []))  # checkpoints written before the train log: none
         self._saved_rng = saved["rng"]
         set_rng_state(saved["rng"])
         self.log(f"resumed from {self.checkpoint_path} ({len(self.curve_rows)} curve rows)")
@@ -143,6 +149,15 @@ class JobContext:
             "n_eval_episodes": int(n_eval_episodes), "phase": phase,
         })
         store.write_curve(self.run_dir / store.CURVE_FILE, self.curve_rows)
+
+    def add_train_episode(self, task_index: int, task_name: str, episode: int, env_steps: int, ret: float,
+                          success: bool, phase: str, stats: dict[str, Any]) -> None:
+        """One learning episode (exploration, then its updates): what curve.csv's evaluations do not show, e.g. a
+        fine-tuning phase that unlearns a good initial policy. `stats`: the learner's numbers after the episode's
+        last gradient step (losses, divergence, α; empty before learning starts)."""
+        self.train_rows.append({"task_index": task_index, "task": task_name, "episode": int(episode),
+                                "env_steps": int(env_steps), "return": float(ret), "success": int(bool(success)),
+                                "phase": phase, **{k: float(v) for k, v in stats.items()}})
 
     # --- artifacts shared between jobs ----------------------------------------------------------------
     def save_artifact(self, name: str, obj: Any) -> Path:

@@ -21,6 +21,8 @@ CURVE_COLUMNS = (
 
 CONFIG_FILE = "config.json"
 CURVE_FILE = "curve.csv"
+TRAIN_LOG_FILE = "train_log.csv"
+TRAIN_LOG_COLUMNS = ("task_index", "task", "episode", "env_steps", "return", "success", "phase")
 DONE_FILE = "DONE"
 FAILED_FILE = "FAILED"
 LOG_FILE = "job.log"
@@ -105,6 +107,12 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: Iterable[str] | N
 
 def write_curve(path: Path, rows: list[dict[str, Any]]) -> None:
     write_csv(path, rows, CURVE_COLUMNS)
+
+
+def write_train_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    """The fixed columns, then every learner statistic in the order first seen (empty where a row lacks it)."""
+    stats = dict.fromkeys(k for row in rows for k in row if k not in TRAIN_LOG_COLUMNS)
+    write_csv(path, rows, (*TRAIN_LOG_COLUMNS, *stats))
 
 
 def read_curve(path: Path):

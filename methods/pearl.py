@@ -476,6 +476,10 @@ class PEARLAdaptLearner:
         self.e_star: torch.Tensor | None = None
         self.sac: FlatSACLearner | None = None
 
+    @property
+    def last_stats(self) -> dict[str, float]:  # pearl-ft's SAC (train_log.csv); pearl learns nothing
+        return self.sac.last_stats if self.sac is not None else {}
+
     def posterior_mean(self) -> torch.Tensor:
         if not self.context:
             return torch.zeros(self.meta.e_dim, device=self.device)  # the prior's mean

@@ -104,6 +104,10 @@ class SiMPLTargetLearner:
         self.e_star: torch.Tensor | None = None
 
     @property
+    def last_stats(self) -> dict[str, float]:  # the fine-tuning learner's (train_log.csv)
+        return self.learner.last_stats
+
+    @property
     def conditioned(self) -> bool:
         return self.e_star is not None
 

@@ -250,6 +250,10 @@ def test_rerun_after_every_fault_ends_exactly_like_an_uninterrupted_run(faulted,
         assert len(curve) == _expected_points(run[method])
         assert not curve.duplicated(["task_index", "episodes"]).any()
         pd.testing.assert_frame_equal(curve, _curve(ref_run[method]))  # exact: tolerance 0
+        # every learning episode logged once, with the numbers of the uninterrupted run
+        log, ref_log = (pd.read_csv(d / store.TRAIN_LOG_FILE) for d in (run[method], ref_run[method]))
+        assert not log.duplicated(["task_index", "episode"]).any()
+        pd.testing.assert_frame_equal(log, ref_log)
     meta_log, ref_meta_log = (pd.read_csv(d / "meta_train_log.csv").drop(columns="seconds")
                               for d in (run["simpl-meta"], ref_run["simpl-meta"]))
     pd.testing.assert_frame_equal(meta_log, ref_meta_log)

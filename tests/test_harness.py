@@ -164,6 +164,14 @@ def test_local_grid_runs_writes_the_schema_and_skips_finished_jobs(tmp_path):
         assert len(curve) == _expected_points(run)
         assert not curve.duplicated(["task_index", "episodes"]).any()
         assert (curve["seed"] == seed).all() and curve["score"].between(0, 1).all()
+        # one train-log row per learning episode of every target task, in order, with the curve's env-step count
+        log = pd.read_csv(run / store.TRAIN_LOG_FILE)
+        assert list(log.columns[:7]) == list(store.TRAIN_LOG_COLUMNS) and "critic_loss" in log.columns
+        episodes = int(curve["episodes"].max())
+        assert list(log["episode"]) == list(range(1, episodes + 1)) * curve["task_index"].nunique()
+        last = curve[curve["episodes"] == episodes].set_index("task_index")["env_steps"]
+        assert (log.groupby("task_index")["env_steps"].last() == last).all()
+        assert log["success"].isin([0, 1]).all() and log["critic_loss"].notna().any()
     again = cli("--methods", "sac", "--suite", SUITE, "--seeds", "2", "--quiet", results=tmp_path)
     assert again.returncode == 0 and "0 ran, 2 already finished" in again.stdout
 

@@ -25,6 +25,9 @@ class Episode:
 
 
 class TargetTaskLearner(Protocol):
+    """Optional: a `last_stats` dict (the learner's losses etc. after its latest gradient step), logged per
+    episode in train_log.csv."""
+
     def train_episode(self, env: gym.Env) -> Episode:
         """Run one learning episode on the target task (exploration + the updates that follow it)."""
         ...
@@ -104,6 +107,8 @@ def learn_target_tasks(ctx: JobContext, make_learner: Callable[[int, Task, gym.E
             ep = learner.train_episode(env)
             episode += 1
             env_steps += ep.env_steps
+            ctx.add_train_episode(ti, task.name, episode, env_steps, ep.ret, ep.success, phase_of(episode - 1),
+                                  getattr(learner, "last_stats", None) or {})
             bar.update(1)
             if episode % loop.checkpoint_every == 0:
                 save()
