@@ -1,5 +1,7 @@
 """SiMPL tooling: `python -m methods.simpl_show plot RUN_DIR [OUT.png]` draws a simpl-meta run's meta-training
 trace (losses, KLs against their targets, α and encoder coefficients, returns);
+`python -m methods.simpl_show probe RUN_DIR [REPEATS [OUT.csv]]` measures what meta-training gives target-task learning
+before any fine-tuning (per task: rewarded conditioning episodes, success of π(z | s, e*); results/README.md);
 `python -m methods.simpl_show bench SUITE SCALE` times one meta-training step (also `python -m harness.bench
 update --method simpl`)."""
 
@@ -71,15 +73,88 @@ def plot_meta_log(path: str | Path, out: str | Path | None = None) -> Path:
     return out
 
 
+# --- what meta-training hands to target-task learning ------------------------------------------------------------
+def probe_conditioning(run_dir: str | Path, repeats: int = 3, n_eval: int = 10, seed: int = 0,
+                       kinds: tuple[str, ...] = ("target", "meta-train"), conditioning_episodes: int | None = None):
+    """A finished simpl-meta run, before any fine-tuning: for every task of `kinds`, `repeats` times, the `simpl`
+    method's conditioning episodes (e ~ N(0, I); their number at the run's scale unless `conditioning_episodes`)
+    then `n_eval` deterministic episodes of π(z | s, e*). One row per (task, repeat): rewarded conditioning
+    episodes, e*-conditioned success.
+
+    Why: SiMPL is fast only if π(·, e*) already succeeds after conditioning; the curve mixes that with what
+    fine-tuning does next (results/README.md, "Why SiMPL is not yet fast"). Seeded: the same call gives the same
+    table."""
+    import pandas as pd
+    import torch
+
+    from harness.context import load_checked
+    from harness.store import CONFIG_FILE, read_json
+    from methods import get_method
+    from methods.simpl import ARTIFACT, SiMPLTargetLearner
+    from methods.skill_model import load_skill_model
+    from tasks import get_suite
+
+    run_dir = Path(run_dir)
+    cfg_path, artifact = run_dir / CONFIG_FILE, run_dir / f"{ARTIFACT}.pt"
+    if not cfg_path.exists() or not artifact.exists():
+        raise FileNotFoundError(f"{run_dir} is not a finished simpl-meta run (needs {CONFIG_FILE} and "
+                                f"{artifact.name}); pass results/<grid>/_shared/<suite>/simpl-meta/seed-<k>")
+    record = read_json(cfg_path)
+    skills_dir = Path(record["prerequisites"]["skills"])
+    if not skills_dir.is_absolute() and not skills_dir.exists():  # recorded relative to where the grid ran
+        skills_dir = run_dir.parents[2] / Path(*skills_dir.parts[-3:])
+    suite = get_suite(record["suite"])
+    cfg = get_method("simpl").resolve_config(record["scale"], suite, None if conditioning_episodes is None else
+                                             {"conditioning_episodes": conditioning_episodes})
+    model = load_skill_model(load_checked(skills_dir / "skill_model.pt"), torch.device("cpu"))
+    meta = load_checked(artifact)
+    rows = []
+    for kind, tasks in (("target", suite.target_tasks), ("meta-train", suite.meta_train_tasks)):
+        for ti, task in enumerate(tasks if kind in kinds else []):
+            for rep in range(repeats):
+                case = seed * 100_000 + (0 if kind == "target" else 50_000) + 100 * ti + rep
+                torch.manual_seed(case)
+                env = suite.make_env(task, seed=case)
+                learner = SiMPLTargetLearner(cfg, meta, model, env.observation_space.shape[0], record_positions=False)
+                hits = sum(learner.train_episode(env).success for _ in range(cfg.conditioning_episodes))
+                success = sum(learner.eval_episode(env).success for _ in range(n_eval)) / n_eval
+                rows.append({"kind": kind, "task_index": ti, "task": task.name, "repeat": rep,
+                             "rewarded_conditioning": hits, "conditioning_episodes": cfg.conditioning_episodes,
+                             "e_star_success": success})
+                env.close()
+    return pd.DataFrame(rows)
+
+
+def probe_summary(table) -> str:
+    """Per kind of task: mean rewarded conditioning episodes and e*-conditioned success, and that success split by
+    whether any conditioning episode was rewarded."""
+    by_kind = table.groupby("kind", sort=False)[["rewarded_conditioning", "e_star_success"]].mean()
+    split = table.assign(any_rewarded=table["rewarded_conditioning"] > 0).groupby(
+        ["kind", "any_rewarded"], sort=False)["e_star_success"].agg(["mean", "count"])
+    return by_kind.round(2).to_string() + "\n\n" + split.round(2).to_string()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    usage = ("usage: python -m methods.simpl_show plot RUN_DIR [OUT.png] | python -m methods.simpl_show bench SUITE SCALE")
+    usage = ("usage: python -m methods.simpl_show plot RUN_DIR [OUT.png] | python -m methods.simpl_show probe RUN_DIR "
+             "[REPEATS [OUT.csv]] | python -m methods.simpl_show bench SUITE SCALE")
     if len(argv) >= 2 and argv[0] == "plot":
         try:
             print(plot_meta_log(argv[1], argv[2] if len(argv) > 2 else None))
         except (FileNotFoundError, ValueError, KeyError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        return 0
+    if 2 <= len(argv) <= 4 and argv[0] == "probe":
+        try:
+            table = probe_conditioning(argv[1], repeats=int(argv[2]) if len(argv) > 2 else 3)
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(probe_summary(table))
+        if len(argv) > 3:
+            table.to_csv(argv[3], index=False)
+            print(f"per task and repeat: {argv[3]}")
         return 0
     if len(argv) == 3 and argv[0] == "bench":
         bench_meta_step(argv[1], argv[2])

@@ -19,7 +19,7 @@ from methods.base import _METHODS
 from methods.common.set_transformer import SetTransformerEncoder
 from methods.common.skill_policy import PriorResidualActor
 from methods.simpl import SiMPLTargetLearner, bench_meta_step
-from methods.simpl_show import plot_meta_log
+from methods.simpl_show import main as simpl_show_main, plot_meta_log, probe_conditioning, probe_summary
 from methods.simpl_meta import LOG_FILE, SiMPLMetaLearner, TaskBuffers, run as run_meta
 from methods.skill_model import SkillModel, SkillModelConfig, artifact as skill_artifact, load_skill_model
 from tasks import get_suite
@@ -265,6 +265,15 @@ def test_meta_training_resumes_bit_exactly_and_logs_its_trace(tmp_path, skills_d
     assert list(log["epoch"]) == [1, 2, 3] and (np.diff(log["grad_steps"]) > 0).all()
     png = plot_meta_log(resumed)
     assert png.exists() and png.stat().st_size > 10_000
+    # the probe of what meta-training hands to target-task learning reads a finished run as the grid leaves it
+    store.write_json(straight / store.CONFIG_FILE, {"suite": SUITE, "scale": "smoke",
+                                                   "prerequisites": {"skills": str(skills_dir)}})
+    table = probe_conditioning(straight, repeats=2, n_eval=2, kinds=("target",), conditioning_episodes=3)
+    assert list(table["task"]) == [t.name for t in suite.target_tasks for _ in range(2)]
+    assert (table["conditioning_episodes"] == 3).all() and table["rewarded_conditioning"].between(0, 3).all()
+    assert table["e_star_success"].isin([0.0, 0.5, 1.0]).all()
+    assert "any_rewarded" in probe_summary(table)
+    assert simpl_show_main(["probe", str(tmp_path)]) == 2  # not a simpl-meta run: one line, no traceback
 
 
 # --- harness: the stage that needs a stage ------------------------------------------------------------------
