@@ -23,6 +23,7 @@ from methods.simpl_show import main as simpl_show_main, plot_meta_log, probe_con
 from methods.simpl_meta import LOG_FILE, SiMPLMetaLearner, TaskBuffers, run as run_meta
 from methods.skill_model import SkillModel, SkillModelConfig, artifact as skill_artifact, load_skill_model
 from tasks import get_suite
+from conftest import TINY_SKILLS_SEED
 
 torch.set_num_threads(1)
 SUITE = "maze-tiny"
@@ -318,17 +319,10 @@ def prior_only_episode(env, model: SkillModel) -> float:
 
 
 @pytest.mark.slow
-def test_conditioned_policy_beats_the_prior_on_held_out_goals(tmp_path):
-    from methods.skills import run as run_skills
-
+def test_conditioned_policy_beats_the_prior_on_held_out_goals(tmp_path, tiny_skills_dir):
     suite = get_suite(SUITE)
-    skills_dir = tmp_path / "skills"
-    skills_cfg = get_method("skills").resolve_config("smoke", suite, {"n_steps": 2000, "eval_every": 500,
-                                                                     "checkpoint_every": 2000})
-    torch.manual_seed(SLOW_SEED)
-    run_skills(JobContext(method="skills", suite=suite, seed=0, scale="smoke", config=skills_cfg, run_dir=skills_dir,
-                          show_progress=False))
-    store.atomic_write_text(skills_dir / store.DONE_FILE, "done\n")
+    skills_dir = tiny_skills_dir  # 2000 steps, trained from torch.manual_seed(SLOW_SEED) (tests/conftest.py)
+    assert TINY_SKILLS_SEED == SLOW_SEED
     meta_dir = tmp_path / "meta"
     # the maze-tiny small scale this test was measured at (the small defaults are now maze-medium's)
     cfg = get_method("simpl-meta").resolve_config("small", suite, {"meta_train_episodes": 2 * 6 * SLOW_EPOCHS,
