@@ -146,9 +146,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     if 2 <= len(argv) <= 4 and argv[0] == "probe":
+        from harness.store import StoreError  # a corrupt artifact (checksum) is one line too
+
         try:
             table = probe_conditioning(argv[1], repeats=int(argv[2]) if len(argv) > 2 else 3)
-        except (FileNotFoundError, ValueError, KeyError) as e:
+        except (FileNotFoundError, ValueError, KeyError, StoreError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         print(probe_summary(table))
