@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from harness.bench import count_flops
 from methods import get_method
-from methods.common.set_transformer import MAB
+from methods.common.set_transformer import MAB, SharedKeyLogits
 from methods.simpl_meta import SiMPLMetaLearner, TaskBuffers
 from methods.skill_model import SkillModel, SkillModelConfig
 from tasks import get_suite
@@ -248,6 +248,27 @@ def test_pooling_attention_is_plain_attention_with_folded_projections(float64):
     assert pooled.pop("fc_k.bias") is None and plain.pop("fc_k.bias").abs().max() < 1e-12
     for name, g in plain.items():
         torch.testing.assert_close(pooled[name], g, **TIGHT, msg=name)
+
+
+def test_shared_key_logits_match_autograds_bmm_and_give_the_sets_gradient_in_their_layout(float64):
+    torch.manual_seed(0)
+    keys, sets = torch.randn(6, 5, requires_grad=True), torch.randn(3, 7, 5, requires_grad=True)
+    weight = torch.randn(3, 6, 7)
+    outputs, grads = [], []
+    for logits in (lambda: SharedKeyLogits.apply(keys, sets), lambda: torch.bmm(keys.expand(3, -1, -1),
+                                                                                sets.transpose(1, 2))):
+        keys.grad = sets.grad = None
+        out = logits()
+        (out * weight).sum().backward()
+        outputs.append(out)
+        grads.append((keys.grad.clone(), sets.grad.clone()))
+    torch.testing.assert_close(outputs[0], outputs[1], **TIGHT)
+    for ours, autograds in zip(*grads):
+        torch.testing.assert_close(ours, autograds, **TIGHT)
+    # what it is for: y's gradient arrives in y's own memory order, so accumulating it is a plain add
+    keys.grad = sets.grad = None
+    grad_y = torch.autograd.grad((SharedKeyLogits.apply(keys, sets) * weight).sum(), sets)[0]
+    assert grad_y.is_contiguous()
 
 
 def test_flop_count_includes_cpu_attention():
