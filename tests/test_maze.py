@@ -136,13 +136,13 @@ def test_every_goal_is_free_and_reachable_from_start():
 @pytest.mark.parametrize("name,n_train,n_target", [("maze-40", 40, 10), ("maze-20", 20, 10), ("maze-10", 10, 10),
                                                    ("maze-top-aligned", 10, 10),
                                                    ("maze-bottom-misaligned", 10, 10), ("maze-tiny", 6, 3),
-                                                   ("maze-medium", 11, 3)])
+                                                   ("maze-medium", 11, 3), ("maze-medium-22", 22, 3)])
 def test_suites(name, n_train, n_target):
     suite = get_suite(name)
     assert (suite.domain, suite.metric, suite.max_score) == ("maze", "success_rate", 1.0)
     assert len(suite.meta_train_tasks) == n_train and len(suite.target_tasks) == n_target
     assert suite.fast == (name == "maze-tiny")
-    assert suite.horizon == {"maze-tiny": 300, "maze-medium": 600}.get(name, 2000)
+    assert suite.horizon == {"maze-tiny": 300, "maze-medium": 600, "maze-medium-22": 600}.get(name, 2000)
     assert suite.provides == {"meta_train_tasks", "target_tasks", "offline_data"}
     t = suite.target_tasks[0]
     assert t.name == "goal-{:g}-{:g}".format(*t.params["goal"])
@@ -181,6 +181,10 @@ def test_medium_maze_goals_have_the_paper_mazes_geometry():
         assert 8 <= distance <= 9 and 1 <= nearest <= 4 and on_path
     assert max(from_start[t] for t in train) > max(r[0] for r in medium)
     assert {(x > 6, y > 6) for x, y in train} == {(False, False), (False, True), (True, False), (True, True)}
+    # maze-medium-22 adds goals without bringing any target closer to a meta-train goal
+    _, train22, medium22 = geometry(SPECS_BY_NAME["maze-medium-22"])
+    assert set(train) < set(train22) and len(set(train22)) == 22 and medium22 == medium
+    assert min(from_start[t] for t in train22) >= 5
 
 
 def test_env_follows_the_gymnasium_api(tiny):

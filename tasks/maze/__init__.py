@@ -6,6 +6,8 @@ Importing this package registers the suites with `tasks.base.register_suite`:
   aligned with them or not (Figure 6 b, c).
 - `maze-tiny`: a 7×7 maze for tests (not one of the paper's).
 - `maze-medium`: an 11×11 maze for the laptop reproduction, targets 8-9 cells away (not one of the paper's).
+- `maze-medium-22`: the same maze and targets with 22 meta-train goals (its 11 and 11 more), for Figure 6's
+  question (more meta-train tasks) at laptop scale.
 All start at the suite's start cell; a task is a goal, `Task("goal-12-7", {"goal": (12.0, 7.0)})`.
 """
 
@@ -59,6 +61,11 @@ MEDIUM_HORIZON = 600
 # 200 × 500 = 100k steps: the 79 free cells are each crossed many times; a few seconds to build.
 MEDIUM_DATA = PlannerDataConfig(layout_file=MEDIUM_LAYOUT, start=MEDIUM_START, n_episodes=200, episode_steps=500)
 MEDIUM_DATA_ID = "simpl-bench/maze-medium-planner-v0"
+# maze-medium-22 (session 11): maze-medium's 11 meta-train goals plus 11 chosen by farthest-point sampling (each next
+# goal the free cell farthest, in moves, from every goal so far) among cells >= 5 moves from the start that are no
+# closer to any target than its nearest meta-train goal already was. So the targets keep their geometry (nearest
+# meta-train goal 1-2 moves away) and only the density of meta-train tasks changes: 22 in 79 free cells, about
+# twice maze-40's (40 in 292). results/README.md, session 11: SiMPL's pilot on it.
 
 
 def goal_task(goal: tuple[float, float]) -> Task:
@@ -124,6 +131,9 @@ SPECS = (
     MazeSuiteSpec("maze-medium", "11x11 point-mass maze, 11 meta-train goals, 3 targets 8-9 cells away, 600 steps "
                   "(laptop reproduction)", MEDIUM_LAYOUT, MEDIUM_START, "medium_train_goals.csv",
                   "medium_test_goals.csv", MEDIUM_HORIZON, MEDIUM_DATA_ID, MEDIUM_DATA),
+    MazeSuiteSpec("maze-medium-22", "maze-medium with 22 meta-train goals (its 11 and 11 more), same 3 targets",
+                  MEDIUM_LAYOUT, MEDIUM_START, "medium22_train_goals.csv", "medium_test_goals.csv", MEDIUM_HORIZON,
+                  MEDIUM_DATA_ID, MEDIUM_DATA),
 )
 SPECS_BY_NAME = {s.name: s for s in SPECS}
 
