@@ -284,12 +284,12 @@ class SiMPLMetaLearner:
                      - core.log_alpha * (kl_task[n_s:].mean() - cfg.target_kl_large)
                      - self.log_enc_coef_small * (enc_kl[:n_s].mean() - cfg.enc_target_kl_small)
                      - (self.log_enc_coef_large[tasks[n_s:]] * (enc_kl[n_s:] - cfg.enc_target_kl_large)).sum())
-        old = [c.detach().clone() for c in self.coefs]
         self.coef_opt.zero_grad(set_to_none=True)
         coef_loss.backward()
+        for c in self.coefs:  # may only grow: the reference's KLRegTrainer(allow_decrease=False) clamps the gradient
+            c.grad.clamp_(max=0.0)
         self.coef_opt.step()
         with torch.no_grad():
-            torch._foreach_maximum_(self.coefs, old)
             core.polyak()
 
         return {"critic_loss": td_loss.detach(), "actor_loss": actor_loss.detach(),

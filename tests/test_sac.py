@@ -116,6 +116,17 @@ def test_temperature_follows_the_divergence_target():
     for _ in range(20):
         only_up.update(_random_batch())
     assert math.isclose(only_up.alpha.item(), 0.1, rel_tol=1e-5)
+    # As in the reference, the decreasing part of the gradient never reaches Adam (it is not a clamp on α's value):
+    # the first step with the divergence above target raises α at once, and Adam's momentum keeps raising it after
+    # the divergence falls back below. (A clamp on the value would hold α at 0.1 here: Adam's momentum from the 20
+    # shrinking steps outweighs one growing step.)
+    only_up.target_divergence = -10.0
+    only_up.update(_random_batch())
+    raised = only_up.alpha.item()
+    assert raised > 0.1 * math.exp(0.5 * 3e-4)
+    only_up.target_divergence = 10.0
+    only_up.update(_random_batch())
+    assert only_up.alpha.item() > raised
 
 
 def test_polyak_moves_targets_by_tau():

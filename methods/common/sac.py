@@ -202,13 +202,15 @@ class SACCore(nn.Module):
             p.requires_grad_(True)
 
         if self.auto_alpha:
-            old = self.log_alpha.detach().clone() if self.alpha_only_grows else None
             # ∂/∂log α of the α loss −log α·(D − target), set directly: no graph, no backward pass for one scalar
-            self.log_alpha.grad = (self.target_divergence - div.mean()).reshape_as(self.log_alpha)
+            grad = (self.target_divergence - div.mean()).reshape_as(self.log_alpha)
+            if self.alpha_only_grows:
+                # The reference's "α may only grow": the gradient's decreasing part is dropped before the optimiser
+                # (ConstrainedSAC clamps the α loss at 0; SiMPL's KLRegTrainer clamps the gradient). Adam then only
+                # ever sees increases, and its momentum keeps raising α for a while after D falls below the target.
+                grad = grad.clamp(max=0.0)
+            self.log_alpha.grad = grad
             self.alpha_opt.step()
-            if old is not None:
-                with torch.no_grad():
-                    self.log_alpha.clamp_(min=old)
         self.polyak()
         return actor_loss, div
 
