@@ -169,7 +169,7 @@ def reference_step(ref: SiMPLMetaLearner, rec: Recorder) -> tuple[dict[str, floa
         coef_loss = coef_loss - ref.log_enc_coef_large[tasks[i]] * (enc_kls[i] - cfg.enc_target_kl_large)
     ref.coef_opt.zero_grad()
     coef_loss.backward()
-    for c in ref.coefs:  # in meta-training the coefficients may only grow: the decreasing part of each gradient goes
+    for c in ref.coefs:  # in meta-training the coefficients may only grow: each gradient's decreasing part is dropped
         c.grad = torch.where(c.grad > 0, torch.zeros_like(c.grad), c.grad)
     grads["coefs"] = dict(zip(("alpha_small", "alpha_large", "enc_coef_small", "enc_coef_large"),
                               (c.grad.clone() for c in ref.coefs)))

@@ -31,8 +31,9 @@ class SharedKeyLogits(torch.autograd.Function):
     The same products as autograd's, except that y's gradient is computed as gᵀ·keys, straight into y's own
     (n, rows, d) layout. Autograd's `bmm` backward makes it for the transposed view (keysᵀ·g, (n, d, rows)) and then
     accumulates it into y's other gradients (y also feeds the pooled sum and the next block) through a transposing
-    add: 0.1-0.2 s per set-transformer layer at paper sizes (26 sets × 8192 rows), ~7 % of the encoder's
-    forward + backward. Same values and gradients (tests/test_simpl_step.py; bit-identical in float32 at paper sizes, measured)."""
+    add: 0.1-0.2 s per pooled attention over a large set at paper sizes (26 sets × 8192 rows), ~7 % of the encoder's
+    forward + backward. Same values and gradients (tests/test_simpl_step.py; measured bit-identical in float32 at
+    paper sizes)."""
 
     @staticmethod
     def forward(ctx, keys: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
