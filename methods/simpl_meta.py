@@ -33,7 +33,7 @@ from harness import store
 from methods.base import MethodSpec, register_method, small_scale
 from methods.common.nets import gaussian_kl
 from methods.common.replay import TaskReplayBuffers
-from methods.common.sac import SACCore, TwinQ
+from methods.common.sac import SACCore, TwinQ, only_grow_
 from methods.common.set_transformer import SetTransformerEncoder
 from methods.common.skill_policy import PriorResidualActor
 from methods.common.target_tasks import env_rng_state, set_env_rng_state
@@ -286,8 +286,7 @@ class SiMPLMetaLearner:
                      - (self.log_enc_coef_large[tasks[n_s:]] * (enc_kl[n_s:] - cfg.enc_target_kl_large)).sum())
         self.coef_opt.zero_grad(set_to_none=True)
         coef_loss.backward()
-        for c in self.coefs:  # may only grow: the reference's KLRegTrainer(allow_decrease=False) clamps the gradient
-            c.grad.clamp_(max=0.0)
+        only_grow_(self.coefs)  # in meta-training every coefficient may only grow (reference)
         self.coef_opt.step()
         with torch.no_grad():
             core.polyak()

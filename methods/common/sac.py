@@ -144,6 +144,15 @@ def adam(params, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr)
 
 
+def only_grow_(coefficients: list[torch.Tensor]) -> None:
+    """The reference's "coefficient may only grow", applied to log-coefficients whose gradients are set: each
+    gradient's decreasing part is dropped before the optimiser steps (ConstrainedSAC clamps the α loss at 0, SiMPL's
+    KLRegTrainer(allow_decrease=False) clamps the gradient). Adam then only ever sees increases, so its momentum
+    keeps raising a coefficient for a while after its KL falls below target, and never holds it down after the KL
+    rises above (as it would if the value were clamped after a full step)."""
+    torch._foreach_clamp_max_([c.grad for c in coefficients], 0.0)
+
+
 class SACCore(nn.Module):
     def __init__(self, actor: nn.Module, critic: TwinQ, *, lr: float = 3e-4, gamma: float = 0.99, tau: float = 0.005,
                  alpha_init: float = 0.1, target_divergence: float = 0.0, auto_alpha: bool = True,
@@ -203,13 +212,9 @@ class SACCore(nn.Module):
 
         if self.auto_alpha:
             # ∂/∂log α of the α loss −log α·(D − target), set directly: no graph, no backward pass for one scalar
-            grad = (self.target_divergence - div.mean()).reshape_as(self.log_alpha)
+            self.log_alpha.grad = (self.target_divergence - div.mean()).reshape_as(self.log_alpha)
             if self.alpha_only_grows:
-                # The reference's "α may only grow": the gradient's decreasing part is dropped before the optimiser
-                # (ConstrainedSAC clamps the α loss at 0; SiMPL's KLRegTrainer clamps the gradient). Adam then only
-                # ever sees increases, and its momentum keeps raising α for a while after D falls below the target.
-                grad = grad.clamp(max=0.0)
-            self.log_alpha.grad = grad
+                only_grow_([self.log_alpha])
             self.alpha_opt.step()
         self.polyak()
         return actor_loss, div
