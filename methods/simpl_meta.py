@@ -103,11 +103,9 @@ def scale_settings(scale: str, suite: Suite) -> dict[str, Any]:
     if scale == "paper":
         return paper
     if scale == "small":
-        # One CPU thread, ~5 min on maze-tiny: narrower nets and encoder, 8 task batches of 256 rows per step
-        # (2 small + 6 large contexts of 256 transitions) instead of 30 × 1024 with 8192-transition contexts.
-        small = small_scale("simpl-meta")
-        episodes = 2 * n_tasks * small.pop("epochs")  # one epoch = 2 episodes per meta-train task
-        return {**paper, **small, "meta_train_episodes": episodes}
+        # narrower nets and encoder, 13 task batches of 256 rows per step, a 1024-transition large context and
+        # fewer meta-train episodes: methods/small_scale.yaml gives each setting with its reason
+        return {**paper, **small_scale("simpl-meta")}
     # smoke: seconds; a few epochs of tiny networks
     return {**paper, "hidden_dim": 64, "n_hidden": 2, "encoder_hidden_dim": 32, "encoder_inducing": 8,
             "buffer_size": 2000, "batch_size": 64, "n_prior_tasks": 2, "n_post_tasks": 4,

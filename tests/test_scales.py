@@ -8,15 +8,13 @@ from methods import get_method, method_names
 from methods.base import _small_scale_file, small_scale
 from tasks import get_suite
 
-DERIVED = {"simpl-meta": {"epochs"}}  # keys that set a field through a formula (documented in the YAML)
-DERIVED_FIELDS = {"simpl-meta": {"meta_train_episodes"}}
 
 
 def test_every_block_names_a_registered_method_and_only_its_fields():
     names = set(method_names(include_stages=True))
     for method, block in _small_scale_file().items():
         assert method in names, f"small_scale.yaml block {method!r} is not a registered method or stage"
-        fields = set(get_method(method).field_names()) | DERIVED.get(method, set())
+        fields = set(get_method(method).field_names())
         assert set(block) <= fields, (method, set(block) - fields)
 
 
@@ -30,13 +28,5 @@ def test_small_configs_are_the_yaml_values_over_the_paper_ones(suite_name):
         block = small_scale(method)
         assert block, f"{method} has no small-scale block"
         for field, value in dataclasses.asdict(small).items():
-            if field in DERIVED_FIELDS.get(method, set()):
-                continue
             expected = block.get(field, paper[field])
             assert value == pytest.approx(expected), (method, field, value, expected)
-
-
-def test_simpl_meta_epochs_set_the_meta_training_length():
-    suite = get_suite("maze-tiny")
-    cfg = get_method("simpl-meta").resolve_config("small", suite)
-    assert cfg.meta_train_episodes == 2 * len(suite.meta_train_tasks) * small_scale("simpl-meta")["epochs"]
