@@ -36,7 +36,7 @@ _SEED_DIR = re.compile(r"^seed-(\d+)$")
 # The paper's Figure 4 legend order; also the order of every table and figure here.
 METHOD_ORDER = ("sac", "spirl", "pearl", "pearl-ft", "mtrl", "simpl")
 SUITE_ORDER = ("maze-40", "maze-20", "maze-10", "maze-top-aligned", "maze-bottom-misaligned", "maze-medium",
-               "maze-tiny", "kitchen", "kitchen-tiny")
+               "maze-medium-22", "maze-tiny", "kitchen", "kitchen-tiny")
 
 DONE, FAILED, UNFINISHED, REFUSED = "done", "failed", "unfinished", "refused"
 
@@ -276,6 +276,46 @@ def suite_scores(grid: Grid, suite: str) -> SuiteScores:
     return SuiteScores(suite=suite, domain=info.get("domain", suite.split("-")[0]),
                        metric=info.get("metric", "success_rate"), max_score=float(info.get("max_score", 1.0)),
                        tasks=tasks, episodes=episodes, scores=scores, seeds=seeds, conditioning=conditioning)
+
+
+def learning_episode_scores(grid: Grid, suite: str, block: int = 10) -> SuiteScores | None:
+    """The episodes each learner collected itself (train_log.csv: its exploration policy; SiMPL's and PEARL's
+    conditioning episodes included), as rliable score arrays: the mean score of each block of `block` consecutive
+    episodes, placed at the block's last episode. This is what the reference implementation logs (`tr_return`),
+    where our curves evaluate the deterministic policy on fresh episodes. A method's points stop at the last block
+    that every one of its (run, task) logs covers; runs without a train log leave the method out (None: no method
+    has one)."""
+    base = suite_scores(grid, suite)
+    column = "success" if base.metric == "success_rate" else "return"  # kitchen: the return counts subtasks
+    episodes, scores, seeds = {}, {}, {}
+    for method in base.methods:
+        runs = grid.finished(suite, method)
+        per_run = []
+        for run in runs:
+            log_path = run.path / store.TRAIN_LOG_FILE
+            if not log_path.exists():
+                break
+            log = pd.read_csv(log_path)
+            per_task = []
+            for task_index in range(len(base.tasks)):
+                rows = log[log["task_index"] == task_index].drop_duplicates("episode", keep="last")
+                values = rows.sort_values("episode")[column].to_numpy(np.float64)
+                per_task.append(values[: len(values) // block * block].reshape(-1, block).mean(-1))
+            per_run.append(per_task)
+        if len(per_run) < len(runs):
+            continue
+        n_points = min(len(v) for task_values in per_run for v in task_values)
+        if n_points == 0:
+            continue
+        array = np.array([[v[:n_points] for v in task_values] for task_values in per_run])
+        check_scores(array, len(runs), len(base.tasks))
+        episodes[method] = block * np.arange(1, n_points + 1)
+        scores[method], seeds[method] = array, base.seeds[method]
+    if not scores:
+        return None
+    return SuiteScores(suite=suite, domain=base.domain, metric=base.metric, max_score=base.max_score,
+                       tasks=base.tasks, episodes=episodes, scores=scores, seeds=seeds,
+                       conditioning={m: base.conditioning[m] for m in scores})
 
 
 def _task_names(run: Run) -> list[str]:

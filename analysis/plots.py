@@ -102,12 +102,12 @@ def _has_conditioning(ests: Sequence[SuiteEstimates]) -> bool:
     return any(v > 0 for e in ests for v in e.data.conditioning.values())
 
 
-def suite_figure(est: SuiteEstimates, note: str = "") -> plt.Figure:
-    """A suite's IQM and mean curves side by side."""
+def suite_figure(est: SuiteEstimates, note: str = "", what: str = "") -> plt.Figure:
+    """A suite's IQM and mean curves side by side (`what`: a line under the suite's name saying what is scored)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, stat in zip(axes, ("iqm", "mean")):
         plot_curves(ax, est, stat, title=f"{est.data.suite}: {STAT_LABELS[stat]} over "
-                                          f"{len(est.data.tasks)} target tasks x seeds")
+                                          f"{len(est.data.tasks)} target tasks x seeds" + (f"\n{what}" if what else ""))
     _legend(fig, _methods_of([est]), _has_conditioning([est]))
     fig.tight_layout(rect=(0, 0, 1, 0.9))
     _note(fig, note)

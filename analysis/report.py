@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from analysis import plots
 from analysis.aggregate import Estimate, SuiteEstimates, estimate_suite
-from analysis.load import (DONE, PHASE_ORDER, AnalysisError, Grid, Run, job_times, load_trajectories, scan_grid,
-                           suite_scores, suite_sort_key)
+from analysis.load import (DONE, PHASE_ORDER, AnalysisError, Grid, Run, job_times, learning_episode_scores,
+                           load_trajectories, scan_grid, suite_scores, suite_sort_key)
 from harness import store
 
 FIGURE5_EPISODES = (0, 20, None)  # the paper's Figure 5: episodes 0, 20 and the last (None)
@@ -91,6 +91,7 @@ class Report:
         self.command = "python -m analysis.report " + " ".join(map(shlex.quote, argv if argv is not None else
                                                                   [str(cfg.grid)]))
         self.estimates: dict[str, SuiteEstimates] = {}
+        self.learning: dict[str, SuiteEstimates] = {}  # the learners' own episodes (train_log.csv), where logged
         self.md: list[str] = []
 
     def build(self) -> Path:
@@ -102,6 +103,11 @@ class Report:
             self.estimates[suite] = estimate_suite(suite_scores(self.grid, suite), reps=self.cfg.reps,
                                                    seed=self.cfg.seed, threshold_fraction=self.cfg.threshold,
                                                    reference=self.cfg.reference)
+            learning = learning_episode_scores(self.grid, suite)
+            if learning is not None:
+                self.learning[suite] = estimate_suite(learning, reps=self.cfg.reps, seed=self.cfg.seed,
+                                                      threshold_fraction=self.cfg.threshold,
+                                                      reference=self.cfg.reference)
         self._header()
         self._status()
         self._figure4()
@@ -244,7 +250,7 @@ class Report:
 
     def _per_suite(self) -> None:
         self.md.append("## Results per suite")
-        score_rows, poi_rows, profile_rows = [], [], []
+        score_rows, poi_rows, profile_rows, learning_rows = [], [], [], []
         for suite, est in self.estimates.items():
             note = _missing_text(self.grid, suite)
             curves = self._save(plots.suite_figure(est, note), f"{suite}-curves.png")
@@ -254,6 +260,9 @@ class Report:
                 self.md.append(f"![{suite} probability of improvement]({self._save(poi_fig, f'{suite}-poi.png')})")
             profile = self._save(plots.profile_figure(est, note), f"{suite}-profile.png")
             self.md.append(f"![{suite} performance profile]({profile})")
+            if suite in self.learning:
+                self.md += self._learning_episodes(suite, note)
+                learning_rows += _learning_rows(self.learning[suite])
             score_rows += _score_rows(est)
             poi_rows += [{"suite": suite, "x": self.cfg.reference, "y": method, "metric": "final score",
                           "p_x_better": p.point, "lower": p.lower, "upper": p.upper} for method, p in est.poi.items()]
@@ -264,7 +273,23 @@ class Report:
         if poi_rows:
             csvs.append(self._write_csv(pd.DataFrame(poi_rows), "probability_of_improvement.csv"))
         csvs.append(self._write_csv(pd.DataFrame(profile_rows), "performance_profiles.csv"))
+        if learning_rows:
+            csvs.append(self._write_csv(pd.DataFrame(learning_rows), "learning_episodes.csv"))
         self.md.append("Tables as CSV: " + ", ".join(f"[{c}]({c})" for c in csvs) + ".")
+
+    def _learning_episodes(self, suite: str, note: str) -> list[str]:
+        est = self.learning[suite]
+        unit = plots.METRIC_LABELS.get(est.data.metric, est.data.metric).lower()
+        fig = plots.suite_figure(est, note, what=f"{unit} of the learner's own episodes")
+        block = int(next(iter(est.methods.values())).episodes[0])
+        left_out = [plots.method_label(m) for m in self.estimates[suite].methods if m not in est.methods]
+        return [f"![{suite} learning episodes]({self._save(fig, f'{suite}-learning-episodes.png')})",
+                f"The same runs scored on the episodes each learner collected while learning (`train_log.csv`): its "
+                f"exploration policy, conditioning episodes included, mean {unit} per block of {block} episodes at "
+                f"the block's last episode, IQM and mean over target tasks x seeds with 95% stratified-bootstrap "
+                f"bands. The reference implementation logs this (`tr_return` of each training episode); the curves "
+                f"above evaluate the deterministic policy on fresh episodes."
+                + (f" Left out (no train log): {', '.join(left_out)}." if left_out else "")]
 
     def _score_table(self, est: SuiteEstimates) -> str:
         data, reference = est.data, plots.method_label(self.cfg.reference)
@@ -394,6 +419,13 @@ def _score_rows(est: SuiteEstimates) -> list[dict[str, Any]]:
                 row[f"{name}_{part}"] = np.nan if name == "threshold_episodes" and value > last else value
         rows.append(row)
     return rows
+
+
+def _learning_rows(est: SuiteEstimates) -> list[dict[str, Any]]:
+    return [{"suite": est.data.suite, "method": method, "episode": int(e), "iqm": m.iqm_curve.point[i],
+             "iqm_lower": m.iqm_curve.lower[i], "iqm_upper": m.iqm_curve.upper[i], "mean": m.mean_curve.point[i],
+             "mean_lower": m.mean_curve.lower[i], "mean_upper": m.mean_curve.upper[i]}
+            for method, m in est.methods.items() for i, e in enumerate(np.atleast_1d(m.episodes))]
 
 
 def _config_core(run: Run) -> dict[str, Any]:

@@ -17,12 +17,12 @@ from rliable import metrics  # noqa: E402
 
 from analysis import aggregate, plots, report  # noqa: E402
 from analysis.load import (DONE, FAILED, REFUSED, UNFINISHED, AnalysisError, SuiteScores,  # noqa: E402
-                           check_scores, scan_grid, suite_scores)
+                           check_scores, learning_episode_scores, scan_grid, suite_scores)
 from harness import store  # noqa: E402
 try:  # tests/ on sys.path (pytest's default rootdir insertion) or the repository root (python -m pytest)
-    from synthetic_results import make_grid, write_run, write_stage  # noqa: E402
+    from synthetic_results import CONDITIONING, SUITE_INFO, make_grid, write_run, write_stage  # noqa: E402
 except ModuleNotFoundError:
-    from tests.synthetic_results import make_grid, write_run, write_stage  # noqa: E402
+    from tests.synthetic_results import CONDITIONING, SUITE_INFO, make_grid, write_run, write_stage  # noqa: E402
 
 REPS = 200
 REPO = Path(__file__).resolve().parents[1]
@@ -278,6 +278,34 @@ def test_tables_hold_every_method_with_intervals(full_report):
     assert maze["final_iqm_point"].idxmax() == "simpl"
     assert (poi[poi["suite"] == "maze-40"]["p_x_better"] > 0.9).all()
     assert "| SiMPL | 3 | 0, 1, 2 |" in text
+
+
+def _train_log(run_dir: Path, successes: dict[int, list[int]]) -> None:
+    """train_log.csv with the given per-episode success of each task index (episodes numbered from 1)."""
+    rows = [{"task_index": t, "task": f"task-{t}", "episode": i + 1, "env_steps": 100 * (i + 1), "return": float(x),
+             "success": x, "phase": "train"} for t, xs in successes.items() for i, x in enumerate(xs)]
+    store.write_train_log(run_dir / store.TRAIN_LOG_FILE, rows)
+
+
+def test_learning_episodes_are_block_means_over_the_range_every_log_covers(tmp_path):
+    grid = tmp_path / "results" / "learn"
+    n_tasks = len(SUITE_INFO["maze-tiny"]["target_tasks"])
+    for seed in range(2):
+        run = write_run(grid, "maze-tiny", "simpl", seed, [0, 30], lambda *a: 0.5)
+        # task t succeeds on every episode from 10·t on; seed 1's log stops after 25 episodes
+        _train_log(run, {t: [int(i >= 10 * t) for i in range(30 if seed == 0 else 25)] for t in range(n_tasks)})
+        write_run(grid, "maze-tiny", "sac", seed, [0, 30], lambda *a: 0.0)  # no train log: left out
+    data = learning_episode_scores(scan_grid(grid), "maze-tiny", block=10)
+    assert data.methods == ["simpl"]
+    np.testing.assert_array_equal(data.episodes["simpl"], [10, 20])  # block 21-30 is not covered by seed 1
+    expected = [[1.0 if 10 * t <= b * 10 else 0.0 for b in range(2)] for t in range(n_tasks)]
+    np.testing.assert_allclose(data.scores["simpl"], [expected, expected])
+    assert data.conditioning == {"simpl": CONDITIONING["simpl"]}
+    out = tmp_path / "report"
+    text = report.build_report(report.ReportConfig(grid=grid, out=out, reps=REPS, show_progress=False)).read_text()
+    assert "figures/maze-tiny-learning-episodes.png" in text and "Left out (no train log): SAC" in text
+    table = pd.read_csv(out / "tables" / "learning_episodes.csv")
+    assert list(table["episode"]) == [10, 20] and (table["method"] == "simpl").all()
 
 
 def _timed(job_dir: Path, start: str, end: str | None, threads: int, **fields) -> Path:
