@@ -278,14 +278,15 @@ def suite_scores(grid: Grid, suite: str) -> SuiteScores:
                        tasks=tasks, episodes=episodes, scores=scores, seeds=seeds, conditioning=conditioning)
 
 
-def learning_episode_scores(grid: Grid, suite: str, block: int = 10) -> SuiteScores | None:
+def learning_episode_scores(grid: Grid, suite: str, block: int = 10,
+                            evaluated: SuiteScores | None = None) -> SuiteScores | None:
     """The episodes each learner collected itself (train_log.csv: its exploration policy; SiMPL's and PEARL's
     conditioning episodes included), as rliable score arrays: the mean score of each block of `block` consecutive
     episodes, placed at the block's last episode. This is what the reference implementation logs (`tr_return`),
     where our curves evaluate the deterministic policy on fresh episodes. A method's points stop at the last block
     that every one of its (run, task) logs covers; runs without a train log leave the method out (None: no method
-    has one)."""
-    base = suite_scores(grid, suite)
+    has one). `evaluated`: the suite's `suite_scores`, when the caller has them already."""
+    base = evaluated if evaluated is not None else suite_scores(grid, suite)
     column = "success" if base.metric == "success_rate" else "return"  # kitchen: the return counts subtasks
     episodes, scores, seeds = {}, {}, {}
     for method in base.methods:

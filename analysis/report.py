@@ -100,10 +100,10 @@ class Report:
             raise AnalysisError(f"no finished runs in {self.grid.root} ({len(self.grid.runs)} run directories, "
                                 f"none with DONE); finish some jobs first")
         for suite in tqdm(suites, desc="bootstrapping suites", disable=not self.cfg.show_progress, file=sys.stderr):
-            self.estimates[suite] = estimate_suite(suite_scores(self.grid, suite), reps=self.cfg.reps,
-                                                   seed=self.cfg.seed, threshold_fraction=self.cfg.threshold,
-                                                   reference=self.cfg.reference)
-            learning = learning_episode_scores(self.grid, suite)
+            evaluated = suite_scores(self.grid, suite)
+            self.estimates[suite] = estimate_suite(evaluated, reps=self.cfg.reps, seed=self.cfg.seed,
+                                                   threshold_fraction=self.cfg.threshold, reference=self.cfg.reference)
+            learning = learning_episode_scores(self.grid, suite, evaluated=evaluated)
             if learning is not None:
                 self.learning[suite] = estimate_suite(learning, reps=self.cfg.reps, seed=self.cfg.seed,
                                                       threshold_fraction=self.cfg.threshold,
