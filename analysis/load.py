@@ -291,11 +291,11 @@ def learning_episode_scores(grid: Grid, suite: str, block: int = 10,
     episodes, scores, seeds = {}, {}, {}
     for method in base.methods:
         runs = grid.finished(suite, method)
+        log_paths = [run.path / store.TRAIN_LOG_FILE for run in runs]
+        if not all(path.exists() for path in log_paths):
+            continue
         per_run = []
-        for run in runs:
-            log_path = run.path / store.TRAIN_LOG_FILE
-            if not log_path.exists():
-                break
+        for log_path in log_paths:
             log = pd.read_csv(log_path)
             per_task = []
             for task_index in range(len(base.tasks)):
@@ -303,8 +303,6 @@ def learning_episode_scores(grid: Grid, suite: str, block: int = 10,
                 values = rows.sort_values("episode")[column].to_numpy(np.float64)
                 per_task.append(values[: len(values) // block * block].reshape(-1, block).mean(-1))
             per_run.append(per_task)
-        if len(per_run) < len(runs):
-            continue
         n_points = min(len(v) for task_values in per_run for v in task_values)
         if n_points == 0:
             continue

@@ -29,6 +29,7 @@ from analysis.load import (DONE, PHASE_ORDER, AnalysisError, Grid, Run, job_time
 from harness import store
 
 FIGURE5_EPISODES = (0, 20, None)  # the paper's Figure 5: episodes 0, 20 and the last (None)
+LEARNING_BLOCK = 10  # the learners' own episodes are scored as means over blocks of this many episodes
 
 
 @dataclass
@@ -103,7 +104,7 @@ class Report:
             evaluated = suite_scores(self.grid, suite)
             self.estimates[suite] = estimate_suite(evaluated, reps=self.cfg.reps, seed=self.cfg.seed,
                                                    threshold_fraction=self.cfg.threshold, reference=self.cfg.reference)
-            learning = learning_episode_scores(self.grid, suite, evaluated=evaluated)
+            learning = learning_episode_scores(self.grid, suite, LEARNING_BLOCK, evaluated=evaluated)
             if learning is not None:
                 self.learning[suite] = estimate_suite(learning, reps=self.cfg.reps, seed=self.cfg.seed,
                                                       threshold_fraction=self.cfg.threshold,
@@ -281,14 +282,13 @@ class Report:
         est = self.learning[suite]
         unit = plots.METRIC_LABELS.get(est.data.metric, est.data.metric).lower()
         fig = plots.suite_figure(est, note, what=f"{unit} of the learner's own episodes")
-        block = int(next(iter(est.methods.values())).episodes[0])
         left_out = [plots.method_label(m) for m in self.estimates[suite].methods if m not in est.methods]
         return [f"![{suite} learning episodes]({self._save(fig, f'{suite}-learning-episodes.png')})",
                 f"The same runs scored on the episodes each learner collected while learning (`train_log.csv`): its "
-                f"exploration policy, conditioning episodes included, mean {unit} per block of {block} episodes at "
-                f"the block's last episode, IQM and mean over target tasks x seeds with 95% stratified-bootstrap "
-                f"bands. The reference implementation logs this (`tr_return` of each training episode); the curves "
-                f"above evaluate the deterministic policy on fresh episodes."
+                f"exploration policy, conditioning episodes included, mean {unit} per block of {LEARNING_BLOCK} "
+                f"episodes at the block's last episode, IQM and mean over target tasks x seeds with 95% "
+                f"stratified-bootstrap bands. The reference implementation logs this (`tr_return` of each training "
+                f"episode); the curves above evaluate the deterministic policy on fresh episodes."
                 + (f" Left out (no train log): {', '.join(left_out)}." if left_out else "")]
 
     def _score_table(self, est: SuiteEstimates) -> str:
@@ -422,10 +422,16 @@ def _score_rows(est: SuiteEstimates) -> list[dict[str, Any]]:
 
 
 def _learning_rows(est: SuiteEstimates) -> list[dict[str, Any]]:
-    return [{"suite": est.data.suite, "method": method, "episode": int(e), "iqm": m.iqm_curve.point[i],
-             "iqm_lower": m.iqm_curve.lower[i], "iqm_upper": m.iqm_curve.upper[i], "mean": m.mean_curve.point[i],
-             "mean_lower": m.mean_curve.lower[i], "mean_upper": m.mean_curve.upper[i]}
-            for method, m in est.methods.items() for i, e in enumerate(np.atleast_1d(m.episodes))]
+    """learning_episodes.csv rows of one suite: each method's IQM and mean curve with its interval, per point."""
+    rows = []
+    for method, m in est.methods.items():
+        for i, episode in enumerate(np.atleast_1d(m.episodes)):
+            row = {"suite": est.data.suite, "method": method, "episode": int(episode)}
+            for name in ("iqm_curve", "mean_curve"):
+                for part in ("point", "lower", "upper"):
+                    row[f"{name}_{part}"] = np.atleast_1d(getattr(getattr(m, name), part))[i]
+            rows.append(row)
+    return rows
 
 
 def _config_core(run: Run) -> dict[str, Any]:

@@ -286,8 +286,7 @@ class SiMPLMetaLearner:
         coef_loss.backward()
         only_grow_(self.coefs)  # in meta-training every coefficient may only grow (reference)
         self.coef_opt.step()
-        with torch.no_grad():
-            core.polyak()
+        core.polyak()
 
         return {"critic_loss": td_loss.detach(), "actor_loss": actor_loss.detach(),
                 "policy_kl_small": kl_task[:n_s].mean(), "policy_kl_large": kl_task[n_s:].mean(),

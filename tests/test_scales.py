@@ -9,7 +9,6 @@ from methods.base import _small_scale_file, small_scale
 from tasks import get_suite
 
 
-
 def test_every_block_names_a_registered_method_and_only_its_fields():
     names = set(method_names(include_stages=True))
     for method, block in _small_scale_file().items():
