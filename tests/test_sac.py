@@ -79,6 +79,32 @@ def test_thin_first_layer_is_stored_transposed_and_keeps_values_through_checkpoi
     assert mlp(6, 1, 64, 2)[0].weight.is_contiguous()  # off by default
 
 
+@pytest.mark.parametrize("kind", ["relu", "batch_norm_leaky"])
+def test_mlp_forward_is_nn_sequentials_bit_for_bit(kind):
+    """nets.MLP calls its Linear/ReLU layers' functions itself; outputs and every gradient must be what
+    nn.Sequential's forward gives, in training and eval mode (BatchNorm and LeakyReLU go through their modules)."""
+    from methods.common.nets import MLP, mlp
+
+    kwargs = {} if kind == "relu" else {"batch_norm": True, "activation": torch.nn.LeakyReLU,
+                                        "activation_kwargs": {"negative_slope": 0.2}}
+    torch.manual_seed(0)
+    net = mlp(6, 3, 32, 3, **kwargs)
+    assert type(net) is MLP
+    reference = copy.deepcopy(net)
+    reference.__class__ = torch.nn.Sequential  # the same modules, run by nn.Sequential.forward
+    x = torch.randn(16, 6)
+    for train in (True, False):
+        net.train(train), reference.train(train)
+        out, ref = net(x), reference(x)
+        assert torch.equal(out, ref)
+        out.square().sum().backward()
+        ref.square().sum().backward()
+        for (name, p), q in zip(net.named_parameters(), reference.parameters()):
+            assert torch.equal(p.grad, q.grad), name
+        if kind == "batch_norm_leaky":
+            assert torch.equal(net[1].running_mean, reference[1].running_mean)
+
+
 def test_replay_buffer_wraps_and_round_trips():
     buf = ReplayBuffer(5, obs_dim=2, act_dim=1)
     for start in (0, 3):

@@ -23,9 +23,28 @@ def store_thin_input_transposed(layer: nn.Linear) -> nn.Linear:
     return layer
 
 
+class MLP(nn.Sequential):
+    """An nn.Sequential whose forward calls its Linear and ReLU layers' functions itself: the same kernels in the same
+    order as nn.Sequential's forward (bit-identical outputs and gradients; same modules and state-dict keys), without
+    each layer's nn.Module call machinery (hook checks, forward dispatch). At the batch sizes of RL updates that
+    machinery is a measurable share: 1.02x for a whole SAC update (2 x 256, batch 256: 5 networks called 8 times,
+    `python -m harness.bench update --method sac`). Any other layer (BatchNorm, LeakyReLU) is called as a module."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for m in self:
+            kind = type(m)
+            if kind is nn.Linear:
+                x = nn.functional.linear(x, m.weight, m.bias)
+            elif kind is nn.ReLU:
+                x = torch.relu_(x) if m.inplace else torch.relu(x)
+            else:
+                x = m(x)
+        return x
+
+
 def mlp(in_dim: int, out_dim: int, hidden_dim: int = 256, n_hidden: int = 2, activation: type[nn.Module] = nn.ReLU,
         batch_norm: bool = False, activation_kwargs: dict | None = None,
-        thin_input_transposed: bool = False) -> nn.Sequential:
+        thin_input_transposed: bool = False) -> MLP:
     """`n_hidden` hidden layers of `hidden_dim` units, then a linear output layer (n_hidden + 1 Linear layers).
 
     `batch_norm=True` puts BatchNorm1d after each hidden Linear, as SPiRL's MLPs do (with LeakyReLU(0.2)).
@@ -47,7 +66,7 @@ def mlp(in_dim: int, out_dim: int, hidden_dim: int = 256, n_hidden: int = 2, act
         layers.append(activation(**kwargs))
         d = hidden_dim
     layers.append(nn.Linear(d, out_dim))
-    return nn.Sequential(*layers)
+    return MLP(*layers)
 
 
 def frozen_forward(net: nn.Sequential) -> Callable[[torch.Tensor], torch.Tensor]:
