@@ -26,9 +26,9 @@ def store_thin_input_transposed(layer: nn.Linear) -> nn.Linear:
 class MLP(nn.Sequential):
     """An nn.Sequential whose forward calls its Linear and ReLU layers' functions itself: the same kernels in the same
     order as nn.Sequential's forward (bit-identical outputs and gradients; same modules and state-dict keys), without
-    each layer's nn.Module call machinery (hook checks, forward dispatch). At the batch sizes of RL updates that
-    machinery is a measurable share: 1.02x for a whole SAC update (2 x 256, batch 256: 5 networks called 8 times,
-    `python -m harness.bench update --method sac`). Any other layer (BatchNorm, LeakyReLU) is called as a module."""
+    each layer's nn.Module call machinery (hook checks, forward dispatch): a whole SAC update (2 x 256, batch 256, 5
+    networks called 8 times) ran 1.00-1.03x faster in interleaved A/Bs, median 1.014 (docs/sac-update.md, session
+    13). Any other layer (BatchNorm, LeakyReLU) is called as a module."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for m in self:
