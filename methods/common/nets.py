@@ -28,7 +28,8 @@ class MLP(nn.Sequential):
     order as nn.Sequential's forward (bit-identical outputs and gradients; same modules and state-dict keys), without
     each layer's nn.Module call machinery (hook checks, forward dispatch): a whole SAC update (2 x 256, batch 256, 5
     networks called 8 times) ran 1.00-1.03x faster in interleaved A/Bs, median 1.014 (docs/sac-update.md, session
-    13). Any other layer (BatchNorm, LeakyReLU) is called as a module."""
+    13). Any other layer (BatchNorm, LeakyReLU) is called as a module. Hooks on the MLP itself run as usual; hooks
+    registered on its Linear or ReLU children do not."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for m in self:
