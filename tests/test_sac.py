@@ -85,8 +85,8 @@ def test_mlp_forward_is_nn_sequentials_bit_for_bit(kind):
     nn.Sequential's forward gives, in training and eval mode (BatchNorm and LeakyReLU go through their modules)."""
     from methods.common.nets import MLP, mlp
 
-    kwargs = {} if kind == "relu" else {"batch_norm": True, "activation": torch.nn.LeakyReLU,
-                                        "activation_kwargs": {"negative_slope": 0.2}}
+    kwargs = {"thin_input_transposed": True} if kind == "relu" else {
+        "batch_norm": True, "activation": torch.nn.LeakyReLU, "activation_kwargs": {"negative_slope": 0.2}}
     torch.manual_seed(0)
     net = mlp(6, 3, 32, 3, **kwargs)
     assert type(net) is MLP
@@ -94,7 +94,9 @@ def test_mlp_forward_is_nn_sequentials_bit_for_bit(kind):
     reference.__class__ = torch.nn.Sequential  # the same modules, run by nn.Sequential.forward
     x = torch.randn(16, 6)
     for train in (True, False):
-        net.train(train), reference.train(train)
+        for model in (net, reference):
+            model.train(train)
+            model.zero_grad(set_to_none=True)
         out, ref = net(x), reference(x)
         assert torch.equal(out, ref)
         out.square().sum().backward()
