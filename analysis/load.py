@@ -278,7 +278,10 @@ def suite_scores(grid: Grid, suite: str) -> SuiteScores:
                        tasks=tasks, episodes=episodes, scores=scores, seeds=seeds, conditioning=conditioning)
 
 
-def learning_episode_scores(grid: Grid, suite: str, block: int = 10,
+LEARNING_BLOCK = 10  # the learners' own episodes are scored as means over blocks of this many episodes
+
+
+def learning_episode_scores(grid: Grid, suite: str, block: int = LEARNING_BLOCK,
                             evaluated: SuiteScores | None = None) -> SuiteScores | None:
     """The episodes each learner collected itself (train_log.csv: its exploration policy; SiMPL's and PEARL's
     conditioning episodes included), as rliable score arrays: the mean score of each block of `block` consecutive

@@ -24,12 +24,11 @@ from tqdm import tqdm
 
 from analysis import plots
 from analysis.aggregate import Estimate, SuiteEstimates, estimate_suite
-from analysis.load import (DONE, PHASE_ORDER, AnalysisError, Grid, Run, job_times, learning_episode_scores,
-                           load_trajectories, scan_grid, suite_scores, suite_sort_key)
+from analysis.load import (DONE, LEARNING_BLOCK, PHASE_ORDER, AnalysisError, Grid, Run, job_times,
+                           learning_episode_scores, load_trajectories, scan_grid, suite_scores, suite_sort_key)
 from harness import store
 
 FIGURE5_EPISODES = (0, 20, None)  # the paper's Figure 5: episodes 0, 20 and the last (None)
-LEARNING_BLOCK = 10  # the learners' own episodes are scored as means over blocks of this many episodes
 
 
 @dataclass
@@ -104,7 +103,7 @@ class Report:
             evaluated = suite_scores(self.grid, suite)
             self.estimates[suite] = estimate_suite(evaluated, reps=self.cfg.reps, seed=self.cfg.seed,
                                                    threshold_fraction=self.cfg.threshold, reference=self.cfg.reference)
-            learning = learning_episode_scores(self.grid, suite, LEARNING_BLOCK, evaluated=evaluated)
+            learning = learning_episode_scores(self.grid, suite, evaluated=evaluated)
             if learning is not None:
                 self.learning[suite] = estimate_suite(learning, reps=self.cfg.reps, seed=self.cfg.seed,
                                                       threshold_fraction=self.cfg.threshold,
@@ -425,12 +424,11 @@ def _learning_rows(est: SuiteEstimates) -> list[dict[str, Any]]:
     """learning_episodes.csv rows of one suite: each method's IQM and mean curve with its interval, per point."""
     rows = []
     for method, m in est.methods.items():
+        columns = {f"{name}_{part}": np.atleast_1d(getattr(getattr(m, name), part))
+                   for name in ("iqm_curve", "mean_curve") for part in ("point", "lower", "upper")}
         for i, episode in enumerate(np.atleast_1d(m.episodes)):
-            row = {"suite": est.data.suite, "method": method, "episode": int(episode)}
-            for name in ("iqm_curve", "mean_curve"):
-                for part in ("point", "lower", "upper"):
-                    row[f"{name}_{part}"] = np.atleast_1d(getattr(getattr(m, name), part))[i]
-            rows.append(row)
+            rows.append({"suite": est.data.suite, "method": method, "episode": int(episode),
+                         **{column: values[i] for column, values in columns.items()}})
     return rows
 
 
