@@ -107,6 +107,46 @@ def test_mlp_forward_is_nn_sequentials_bit_for_bit(kind):
             assert torch.equal(net[1].running_mean, reference[1].running_mean)
 
 
+@pytest.mark.parametrize("n_hidden, thin, ignored, split", [(2, True, 0, "halves"), (3, False, 4, "halves"),
+                                                            (1, False, 0, "ties"), (2, False, 0, "two rows")])
+def test_min_q_is_autograds_min_of_the_twin_q_bit_for_bit(n_hidden, thin, ignored, split):
+    """TwinQ.min_q (the actor step's min Q, each row backpropagated through its own minimum's net only) must give
+    torch.min(*critic(obs, a))'s value and action gradient bit for bit: with each net carrying half the rows, with
+    ties (torch.minimum's rule: half to each), and with a net carrying 2 rows (MKL's few-row products round
+    differently, so that net takes every row); no gradient for the frozen critic; off that case, autograd's path."""
+    torch.manual_seed(0)
+    critic = TwinQ(5, 3, 64, n_hidden, thin_input_transposed=thin, ignored_inputs=ignored)
+    obs, weights = torch.randn(200, 5 + ignored), torch.randn(200)
+    leaf = torch.randn(200, 3, requires_grad=True)
+    with torch.no_grad():
+        if split == "ties":
+            critic.q2.load_state_dict(critic.q1.state_dict())  # every row a tie
+        else:  # shift Q2 so that it gives the minimum on half the rows, or on two
+            gap = (critic.q1(torch.cat([obs[:, :5], torch.tanh(leaf)], -1)) -
+                   critic.q2(torch.cat([obs[:, :5], torch.tanh(leaf)], -1))).squeeze(-1)
+            critic.q2[-1].bias += gap.median() if split == "halves" else gap.sort().values[-3]
+
+    def value_and_grad(fn):
+        leaf.grad = None
+        action = torch.tanh(leaf)  # a non-leaf action, as the actor's sample is
+        q = fn(obs, action)
+        (weights * q).sum().backward()
+        return q.detach(), leaf.grad.clone()
+
+    critic.requires_grad_(False)
+    q, grad = value_and_grad(critic.min_q)
+    q_ref, grad_ref = value_and_grad(lambda o, a: torch.min(*critic(o, a)))
+    assert torch.equal(q, q_ref) and torch.equal(grad, grad_ref)
+    assert q.grad_fn is None and all(p.grad is None for p in critic.parameters())
+    q1, q2 = critic(obs, torch.tanh(leaf))
+    n_q2 = int((q2 < q1).sum())  # rows whose minimum is Q2's
+    assert 80 < n_q2 < 120 if split == "halves" else n_q2 == {"ties": 0, "two rows": 2}[split]
+    critic.requires_grad_(True)  # not frozen: autograd's path, which also reaches the critic
+    q = critic.min_q(obs, torch.tanh(leaf))
+    q.sum().backward()
+    assert all(p.grad is not None for p in critic.parameters())
+
+
 def test_replay_buffer_wraps_and_round_trips():
     buf = ReplayBuffer(5, obs_dim=2, act_dim=1)
     for start in (0, 3):

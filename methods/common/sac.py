@@ -78,10 +78,90 @@ class TwinQ(nn.Module):
         self.q2 = mlp(in_dim + act_dim, 1, hidden_dim, n_hidden, thin_input_transposed=thin_input_transposed)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.ignored_inputs and obs.shape[-1] == self.in_dim + self.ignored_inputs:
-            obs = obs[..., :self.in_dim]
-        x = torch.cat([obs, action], dim=-1)
+        x = torch.cat([self._seen(obs), action], dim=-1)
         return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+
+    def _seen(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.ignored_inputs and obs.shape[-1] == self.in_dim + self.ignored_inputs:
+            return obs[..., :self.in_dim]
+        return obs
+
+    def min_q(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """min(Q1, Q2)(obs, action): the actor loss's value, the same as `torch.min(*self(obs, action))`.
+
+        With the critic frozen and `obs` constant (every actor step), only the action's gradient is needed, and
+        each row's gradient flows through the one Q net that gives its minimum: the other net's backward would
+        multiply zeros. `_MinOfTwinQ` backpropagates each row through its own net only, which saves one
+        hidden-to-hidden product per hidden layer after the first, i.e. half the critic's backward in the actor
+        step, with the same values bit for bit (tests/test_sac.py). Anything else takes autograd's path."""
+        cache = self.__dict__.get("_min_q_cache")  # (q1, q2, their Linear layers, their parameters)
+        if cache is None or cache[0] is not self.q1 or cache[1] is not self.q2:
+            layers = (_relu_mlp_layers(self.q1), _relu_mlp_layers(self.q2))
+            params = None if None in layers else [p for net in layers for m in net for p in (m.weight, m.bias)]
+            cache = self.__dict__["_min_q_cache"] = (self.q1, self.q2, layers, params)
+        _, _, layers, params = cache
+        if params is not None and not any(p.requires_grad for p in params) and not obs.requires_grad \
+                and action.requires_grad and torch.is_grad_enabled():
+            return _MinOfTwinQ.apply(self._seen(obs), action, layers)
+        return torch.min(*self(obs, action))
+
+
+def _relu_mlp_layers(net: nn.Module) -> list[nn.Linear] | None:
+    """The Linear layers of an `mlp` made of Linear and in-place ReLU layers only (else None)."""
+    kinds = [type(m) for m in net]
+    if any(m.bias is None for m in net if type(m) is nn.Linear):
+        return None
+    if not kinds or any(k not in (nn.Linear, nn.ReLU) for k in kinds) or kinds[-1] is not nn.Linear:
+        return None
+    if kinds[::2] != [nn.Linear] * len(kinds[::2]) or kinds[1::2] != [nn.ReLU] * len(kinds[1::2]):
+        return None
+    return [m for m in net if type(m) is nn.Linear]
+
+
+class _MinOfTwinQ(torch.autograd.Function):
+    """min(Q1, Q2)(s, a) for frozen Q nets, differentiable w.r.t. a only.
+
+    Forward: both nets' forward passes, as `nets.MLP` runs them (same kernels, no graph), keeping each hidden
+    activation. Backward, by torch.minimum's rule (a row's gradient goes to the smaller Q; a tie gives half to
+    each): for each net, only its rows, through its layers in reverse: ∂Q/∂h from the output layer, ReLU's
+    mask from the kept activation, then the layer's weight; of the input's gradient it keeps the action's columns."""
+
+    @staticmethod
+    def forward(ctx, obs: torch.Tensor, action: torch.Tensor, nets: tuple[list[nn.Linear], list[nn.Linear]]):
+        x = torch.cat([obs, action], dim=-1)
+        qs, kept = [], []
+        for layers in nets:
+            h, hidden = x, []
+            for layer in layers[:-1]:
+                h = torch.relu_(nn.functional.linear(h, layer.weight, layer.bias))
+                hidden.append(h)
+            qs.append(nn.functional.linear(h, layers[-1].weight, layers[-1].bias).squeeze(-1))
+            kept.append(hidden)
+        ctx.nets, ctx.kept, ctx.qs, ctx.obs_dim = nets, kept, qs, obs.shape[-1]
+        return torch.minimum(*qs)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        q1, q2 = ctx.qs
+        grad = torch.where(q1 == q2, grad / 2, grad)
+        grad_action = None
+        for layers, hidden, rows in zip(ctx.nets, ctx.kept, (~(q1 > q2), ~(q1 < q2))):
+            idx = rows.nonzero().squeeze(-1)
+            if len(idx) < 4:  # MKL multiplies 1-3 rows with other kernels (other rounding): all rows, as autograd
+                idx, d = None, grad.masked_fill(~rows, 0)[:, None].mm(layers[-1].weight)
+            else:  # ∂Q/∂h of the last hidden layer, for this net's rows
+                d = grad[idx, None].mm(layers[-1].weight)
+            for i in range(len(hidden) - 1, -1, -1):
+                kept = hidden[i] if idx is None else hidden[i].index_select(0, idx)
+                d = torch.ops.aten.threshold_backward(d, kept, 0).mm(layers[i].weight)  # ReLU's, then the layer's
+            d = d[:, ctx.obs_dim:]  # the action's columns (after the whole product, as autograd's cat backward)
+            if idx is None:
+                grad_action = d if grad_action is None else grad_action + d
+            elif grad_action is None:
+                grad_action = d.new_zeros(grad.shape[0], d.shape[1]).index_copy_(0, idx, d)
+            else:
+                grad_action.index_add_(0, idx, d)
+        return None, grad_action, None
 
 
 class FusedAdam(torch.optim.Adam):
@@ -195,8 +275,7 @@ class SACCore(nn.Module):
 
     def actor_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         action, div = self.actor.sample(obs)
-        q1, q2 = self.critic(obs, action)
-        return (self.alpha * div - torch.min(q1, q2)).mean(), div.detach()
+        return (self.alpha * div - self.critic.min_q(obs, action)).mean(), div.detach()
 
     def actor_alpha_step(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The second half of an update: actor step, temperature step, Polyak. Methods whose critic step differs
