@@ -54,6 +54,39 @@ def test_fused_adam_fast_path_is_torch_adam_bit_for_bit():
                    and float(state["state"][k]["step"]) == 6 for k in expected_state["state"])
 
 
+def test_fused_adam_runs_step_hooks_once_and_keeps_per_parameter_step_counts():
+    """FusedAdam's step skips Optimizer's wrapper unless a step hook is registered; then each hook runs once per
+    step, as with torch's Adam. Its shared step counter keeps one count per parameter (a parameter left without a
+    gradient is not stepped) and survives a state_dict round trip."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    from methods.common.sac import FusedAdam
+
+    net = torch.nn.Linear(3, 2)
+    opt = FusedAdam(net.parameters(), lr=1e-2)
+    calls = []
+    for i in range(6):
+        if i == 2:
+            handle = opt.register_step_post_hook(lambda *a: calls.append("instance"))
+            global_handle = register_optimizer_step_pre_hook(lambda *a: calls.append("global"))
+        if i == 4:
+            handle.remove(), global_handle.remove()
+        opt.zero_grad()
+        (net(torch.randn(4, 3)).sum() if i != 3 else net.weight.sum()).backward()  # step 3: no bias gradient
+        opt.step()
+    assert calls == ["global", "instance"] * 2
+    steps = {name: float(opt.state[p]["step"]) for name, p in net.named_parameters()}
+    assert steps == {"weight": 6.0, "bias": 5.0}
+    restored = FusedAdam(net.parameters(), lr=1e-2)
+    restored.load_state_dict(copy.deepcopy(opt.state_dict()))
+    for _ in range(2):
+        restored.zero_grad()
+        net(torch.randn(4, 3)).sum().backward()
+        restored.step()
+    assert {name: float(restored.state[p]["step"]) for name, p in net.named_parameters()} == \
+        {"weight": 8.0, "bias": 7.0}
+
+
 def test_thin_first_layer_is_stored_transposed_and_keeps_values_through_checkpoints(tmp_path):
     from methods.common.nets import mlp
 

@@ -19,6 +19,7 @@ from typing import Protocol
 
 import torch
 from torch import nn
+from torch.optim import optimizer as optimizer_module
 
 from methods.common.nets import mlp
 from methods.common.replay import Batch
@@ -168,10 +169,17 @@ class FusedAdam(torch.optim.Adam):
     """torch's Adam(fused=True), stepped straight through its fused kernel once its state exists.
 
     The kernel is torch's own (`torch._fused_adam_`, what `Adam.step` calls); what is skipped is the Python around
-    it — per-parameter state checks, grouping by device and dtype, the profiler hooks — which on one CPU thread
-    costs about as much as the kernel for these small networks, three times per SAC update. Same arithmetic, same
-    state and state_dict as `torch.optim.Adam` (tests/test_sac.py checks the parameters stay bit-identical). Any
-    case off the fast path (first step, a missing gradient, several parameter groups) runs `Adam.step`."""
+    it, which on one CPU thread costs about as much as the kernel for these small networks, three times per SAC
+    update:
+    - Adam.step's per-parameter state checks and grouping by device and dtype;
+    - Optimizer's wrapper around every `step` (a profiler range, hook loops, dynamo guards). It still runs, as in
+      torch, whenever an optimizer step hook is registered;
+    - one `add_` per parameter for the step counts: the parameters' step tensors are views of one tensor, bumped by
+      one `add_` (state_dict keeps one step tensor per parameter, as torch's);
+    - `zero_grad(set_to_none=True)` is a plain loop (torch's adds a profiler range and dynamo guards).
+    Same arithmetic, same state and state_dict as `torch.optim.Adam` (tests/test_sac.py checks the parameters stay
+    bit-identical through a checkpoint round trip). Any case off the fast path (first step, a missing gradient,
+    several parameter groups, a closure) runs `Adam.step`. Interleaved A/B of a whole SAC update: docs/sac-update.md."""
 
     def __init__(self, params, lr: float):
         super().__init__(params, lr=lr, fused=True)
@@ -187,25 +195,44 @@ class FusedAdam(torch.optim.Adam):
         if len({(p.device, p.dtype) for p in params}) != 1:  # the kernel runs per device and dtype
             return None
         states = [self.state[p] for p in params]
-        return params, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [s["step"] for s in states]
+        counter = torch.stack([s["step"] for s in states])  # the step counts, each parameter's a view of it
+        steps = list(counter.unbind())
+        for state, step in zip(states, steps):
+            state["step"] = step
+        return params, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], steps, counter
+
+    def step(self, closure=None):
+        if self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks or _global_step_hooks():
+            return torch.optim.Optimizer.profile_hook_step(FusedAdam._step)(self, closure)  # torch's wrapper
+        return self._step(closure)
+
+    step.hooked = True  # tells Optimizer.__init__ not to wrap `step` (it wraps any step not marked so)
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def _step(self, closure=None):
         fast = self._fast
         if fast is None or closure is not None:
-            loss = super().step(closure)
+            loss = _unwrapped(torch.optim.Adam.step)(self, closure)
             self._fast = self._build_fast()
             return loss
-        params, exp_avgs, exp_avg_sqs, steps = fast
+        params, exp_avgs, exp_avg_sqs, steps, counter = fast
         grads = [p.grad for p in params]
         if any(g is None for g in grads):
-            return super().step()
+            return _unwrapped(torch.optim.Adam.step)(self)
         group = self.param_groups[0]
         beta1, beta2 = group["betas"]
-        torch._foreach_add_(steps, 1)
+        counter.add_(1)  # every parameter's step count
         torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],
                            beta1=beta1, beta2=beta2, weight_decay=0.0, eps=group["eps"], maximize=False,
                            grad_scale=None, found_inf=None)
+        return None
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        if not set_to_none:
+            return super().zero_grad(set_to_none=False)
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
         return None
 
     def load_state_dict(self, state_dict) -> None:
@@ -215,6 +242,16 @@ class FusedAdam(torch.optim.Adam):
     def __setstate__(self, state) -> None:  # copy.deepcopy / pickle keep only Optimizer's own fields
         super().__setstate__(state)
         self._fast = None
+
+
+def _global_step_hooks() -> bool:
+    return bool(optimizer_module._global_optimizer_pre_hooks or optimizer_module._global_optimizer_post_hooks)
+
+
+def _unwrapped(step):
+    """Adam.step without Optimizer's wrapper, which torch adds once a plain Adam exists (FusedAdam.step adds its
+    own when hooks are registered, so they run once)."""
+    return step.__wrapped__ if getattr(step, "hooked", False) else step
 
 
 def adam(params, lr: float) -> torch.optim.Adam:
