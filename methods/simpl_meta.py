@@ -33,7 +33,7 @@ from harness import store
 from methods.base import MethodSpec, register_method, small_scale
 from methods.common.nets import gaussian_kl
 from methods.common.replay import TaskReplayBuffers
-from methods.common.sac import SACCore, TwinQ, only_grow_
+from methods.common.sac import SACCore, TwinQ, adam, only_grow_
 from methods.common.set_transformer import SetTransformerEncoder
 from methods.common.skill_policy import PriorResidualActor
 from methods.common.target_tasks import env_rng_state, set_env_rng_state
@@ -193,9 +193,9 @@ class SiMPLMetaLearner:
         self.log_enc_coef_small = nn.Parameter(torch.tensor(math.log(cfg.enc_coef_init_small), device=device))
         self.log_enc_coef_large = nn.Parameter(torch.full((n_tasks,), math.log(cfg.enc_coef_init_large), device=device))
         # Encoder and critics minimise the same loss (TD + encoder KL); separate Adams are the same as one joint Adam.
-        self.encoder_opt = torch.optim.Adam(self.encoder.parameters(), lr=cfg.lr, fused=True)
+        self.encoder_opt = adam(self.encoder.parameters(), cfg.lr)
         self.coefs = [self.log_alpha_small, self.core.log_alpha, self.log_enc_coef_small, self.log_enc_coef_large]
-        self.coef_opt = torch.optim.Adam(self.coefs, lr=cfg.coef_lr, fused=True)
+        self.coef_opt = adam(self.coefs, cfg.coef_lr)
         # RL buffers: states as [s, prior mean, prior std] (`add_rl`); encoder buffers: the raw transitions
         self.rl_buffers = TaskBuffers(n_tasks, cfg.buffer_size, obs_dim + 2 * self.z_dim, self.z_dim, device)
         self.enc_buffers = TaskBuffers(n_tasks, cfg.buffer_size, obs_dim, self.z_dim, device)
@@ -254,7 +254,7 @@ class SiMPLMetaLearner:
             soft_v = torch.min(q1_t, q2_t) - alpha_rows * core.clip_divergence(next_kl)
             target = reward + core.gamma * (1.0 - done) * soft_v
         q1, q2 = core.critic(x, z)
-        td_loss = 0.5 * ((q1 - target).square().mean() + (q2 - target).square().mean())
+        td_loss = 0.5 * (nn.functional.mse_loss(q1, target) + nn.functional.mse_loss(q2, target))
         enc_coefs = torch.cat([self.log_enc_coef_small.detach().exp().expand(n_s),
                                self.log_enc_coef_large.detach()[tasks[n_s:]].exp()])
         enc_loss = (enc_coefs * enc_kl).mean()

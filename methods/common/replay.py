@@ -66,7 +66,7 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=generator)
-        return self.as_batch(self.rows[idx])
+        return self.as_batch(self.rows.index_select(0, idx))  # = rows[idx], a cheaper kernel for one dim
 
     def state_dict(self) -> dict:
         n = self.size

@@ -151,7 +151,7 @@ class _MinOfTwinQ(torch.autograd.Function):
             if len(idx) < 4:  # MKL multiplies 1-3 rows with other kernels (other rounding): all rows, as autograd
                 idx, d = None, grad.masked_fill(~rows, 0)[:, None].mm(layers[-1].weight)
             else:  # ∂Q/∂h of the last hidden layer, for this net's rows
-                d = grad[idx, None].mm(layers[-1].weight)
+                d = grad.index_select(0, idx)[:, None].mm(layers[-1].weight)
             for i in range(len(hidden) - 1, -1, -1):
                 kept = hidden[i] if idx is None else hidden[i].index_select(0, idx)
                 d = torch.ops.aten.threshold_backward(d, kept, 0).mm(layers[i].weight)  # ReLU's, then the layer's
@@ -308,7 +308,7 @@ class SACCore(nn.Module):
             soft_v = torch.min(q1_t, q2_t) - self.alpha * self.clip_divergence(next_div)
             target = batch.reward + self.gamma * (1.0 - batch.terminated) * soft_v
         q1, q2 = self.critic(batch.obs, batch.action)
-        return 0.5 * ((q1 - target).square().mean() + (q2 - target).square().mean())
+        return 0.5 * (nn.functional.mse_loss(q1, target) + nn.functional.mse_loss(q2, target))  # one kernel each
 
     def actor_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         action, div = self.actor.sample(obs)
