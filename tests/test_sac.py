@@ -145,8 +145,8 @@ def test_mlp_forward_is_nn_sequentials_bit_for_bit(kind):
 def test_min_q_is_autograds_min_of_the_twin_q_bit_for_bit(n_hidden, thin, ignored, split):
     """TwinQ.min_q (the actor step's min Q, each row backpropagated through its own minimum's net only) must give
     torch.min(*critic(obs, a))'s value and action gradient bit for bit: with each net carrying half the rows, with
-    ties (torch.minimum's rule: half to each), and with a net carrying 2 rows (MKL's few-row products round
-    differently, so that net takes every row); no gradient for the frozen critic; off that case, autograd's path."""
+    ties (torch.minimum's rule: half to each), and with a net carrying 2 rows (MKL's 1-3-row products round
+    differently, so zero-gradient rows are added); no gradient for the frozen critic; off that case, autograd's."""
     torch.manual_seed(0)
     critic = TwinQ(5, 3, 64, n_hidden, thin_input_transposed=thin, ignored_inputs=ignored)
     obs, weights = torch.randn(200, 5 + ignored), torch.randn(200)

@@ -148,17 +148,16 @@ class _MinOfTwinQ(torch.autograd.Function):
         grad_action = None
         for layers, hidden, rows in zip(ctx.nets, ctx.kept, (~(q1 > q2), ~(q1 < q2))):
             idx = rows.nonzero().squeeze(-1)
-            if len(idx) < 4:  # MKL multiplies 1-3 rows with other kernels (other rounding): all rows, as autograd
-                idx, d = None, grad.masked_fill(~rows, 0)[:, None].mm(layers[-1].weight)
-            else:  # ∂Q/∂h of the last hidden layer, for this net's rows
-                d = grad.index_select(0, idx)[:, None].mm(layers[-1].weight)
+            if len(idx) < 4:  # MKL multiplies 1-3 rows with other kernels (other rounding): add zero-gradient rows
+                padded = rows.clone()
+                padded[:4] = True
+                idx = padded.nonzero().squeeze(-1)
+            d = grad.masked_fill(~rows, 0).index_select(0, idx)[:, None].mm(layers[-1].weight)  # ∂Q/∂h, last hidden
             for i in range(len(hidden) - 1, -1, -1):
-                kept = hidden[i] if idx is None else hidden[i].index_select(0, idx)
+                kept = hidden[i].index_select(0, idx)
                 d = torch.ops.aten.threshold_backward(d, kept, 0).mm(layers[i].weight)  # ReLU's, then the layer's
             d = d[:, ctx.obs_dim:]  # the action's columns (after the whole product, as autograd's cat backward)
-            if idx is None:
-                grad_action = d if grad_action is None else grad_action + d
-            elif grad_action is None:
+            if grad_action is None:
                 grad_action = d.new_zeros(grad.shape[0], d.shape[1]).index_copy_(0, idx, d)
             else:
                 grad_action.index_add_(0, idx, d)
