@@ -192,6 +192,18 @@ def test_replay_buffer_wraps_and_round_trips():
     assert torch.equal(other.obs, buf.obs) and other.pos == buf.pos and len(other) == 5
     batch = buf.sample(32, generator=torch.Generator().manual_seed(0))
     assert batch.obs.shape == (32, 2) and batch.reward.shape == (32,)
+    # any sequence of adds (ending at the storage's end, wrapping, longer than it) keeps the newest rows in FIFO slots
+    buf, kept, pos = ReplayBuffer(7, obs_dim=1, act_dim=1), [], 0
+    for n in (3, 4, 1, 9, 5, 7, 2, 14):
+        values = np.arange(len(kept), len(kept) + n, dtype=np.float32)
+        buf.add_many(values[:, None], -values[:, None], values, values[:, None] + 0.5, values % 2)
+        kept += values.tolist()
+        for v in values[-7:]:
+            assert buf.obs[pos, 0] == v and buf.action[pos, 0] == -v and buf.reward[pos] == v
+            assert buf.next_obs[pos, 0] == v + 0.5 and buf.terminated[pos] == v % 2
+            pos = (pos + 1) % 7
+        assert buf.pos == pos and len(buf) == min(len(kept), 7)
+        assert sorted(buf.obs[:len(buf), 0].tolist()) == kept[-7:]
 
 
 def _core(alpha_init=0.1, target=0.0, **kw):

@@ -51,16 +51,15 @@ class ReplayBuffer:
 
     def add_many(self, obs, action, reward, next_obs, terminated) -> None:
         """Add a whole episode (or any batch of transitions) at once; oldest rows are overwritten when full."""
-        obs, action, next_obs = (torch.as_tensor(x, dtype=torch.float32, device=self.device) for x in (obs, action, next_obs))
-        reward = torch.as_tensor(reward, dtype=torch.float32, device=self.device).reshape(-1)
-        terminated = torch.as_tensor(terminated, dtype=torch.float32, device=self.device).reshape(-1)
-        n = obs.shape[0]
-        if n > self.capacity:  # keep the newest rows only
-            obs, action, reward, next_obs, terminated = (x[-self.capacity:] for x in (obs, action, reward, next_obs, terminated))
-            n = self.capacity
-        idx = (self.pos + torch.arange(n, device=self.device)) % self.capacity
-        self.obs[idx], self.action[idx], self.reward[idx] = obs, action, reward
-        self.next_obs[idx], self.terminated[idx] = next_obs, terminated
+        fields = (obs, action, reward, next_obs, terminated)
+        rows = torch.cat([torch.as_tensor(x, dtype=torch.float32, device=self.device).reshape(-1, width)
+                          for x, width in zip(fields, self.split_sizes)], dim=-1)
+        rows = rows[-self.capacity:]  # keep the newest rows only
+        n = rows.shape[0]
+        first = min(n, self.capacity - self.pos)  # rows up to the end of the storage, then the rest from its start
+        self.rows[self.pos:self.pos + first] = rows[:first]
+        if n > first:
+            self.rows[:n - first] = rows[first:]
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
