@@ -92,9 +92,10 @@ class TwinQ(nn.Module):
 
         With the critic frozen and `obs` constant (every actor step), only the action's gradient is needed, and
         each row's gradient flows through the one Q net that gives its minimum: the other net's backward would
-        multiply zeros. `_MinOfTwinQ` backpropagates each row through its own net only, which saves one
-        hidden-to-hidden product per hidden layer after the first, i.e. half the critic's backward in the actor
-        step, with the same values bit for bit (tests/test_sac.py). Anything else takes autograd's path."""
+        multiply zeros. `_MinOfTwinQ` backpropagates each row through its own net only: of the 2·(hidden layers − 1)
+        hidden-to-hidden products over all rows that autograd's backward runs, half remain, with the same values
+        bit for bit (tests/test_sac.py). Anything else (a critic being trained, an input needing a gradient,
+        layers other than Linear and ReLU) takes autograd's path."""
         cache = self.__dict__.get("_min_q_cache")  # (q1, q2, their Linear layers, their parameters)
         if cache is None or cache[0] is not self.q1 or cache[1] is not self.q2:
             layers = (_relu_mlp_layers(self.q1), _relu_mlp_layers(self.q2))
