@@ -253,8 +253,7 @@ class SiMPLMetaLearner:
             q1_t, q2_t = core.critic_target(next_x, next_z)
             soft_v = torch.min(q1_t, q2_t) - alpha_rows * core.clip_divergence(next_kl)
             target = reward + core.gamma * (1.0 - done) * soft_v
-        q1, q2 = core.critic(x, z)
-        td_loss = 0.5 * (nn.functional.mse_loss(q1, target) + nn.functional.mse_loss(q2, target))
+        td_loss = core.critic.td_loss(x, z, target)
         enc_coefs = torch.cat([self.log_enc_coef_small.detach().exp().expand(n_s),
                                self.log_enc_coef_large.detach()[tasks[n_s:]].exp()])
         enc_loss = (enc_coefs * enc_kl).mean()

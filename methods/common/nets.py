@@ -43,6 +43,25 @@ class MLP(nn.Sequential):
         return x
 
 
+def relu_mlp_linears(net: nn.Module) -> list[nn.Linear] | None:
+    """The Linear layers of an `mlp` made only of biased Linear layers with a ReLU between each two (else None)."""
+    kinds = [type(m) for m in net]
+    if not kinds or kinds[::2] != [nn.Linear] * len(kinds[::2]) or kinds[1::2] != [nn.ReLU] * len(kinds[1::2]) \
+            or kinds[-1] is not nn.Linear or any(m.bias is None for m in net[::2]):
+        return None
+    return list(net[::2])
+
+
+def relu_mlp_forward(linears: list[nn.Linear], x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """`MLP.forward` over such layers (the same kernels: bit-identical), also returning each hidden activation after
+    its ReLU, for a backward pass written by hand (sac.TwinQ.min_q)."""
+    hidden = []
+    for layer in linears[:-1]:
+        x = torch.relu_(nn.functional.linear(x, layer.weight, layer.bias))
+        hidden.append(x)
+    return nn.functional.linear(x, linears[-1].weight, linears[-1].bias), hidden
+
+
 def mlp(in_dim: int, out_dim: int, hidden_dim: int = 256, n_hidden: int = 2, activation: type[nn.Module] = nn.ReLU,
         batch_norm: bool = False, activation_kwargs: dict | None = None,
         thin_input_transposed: bool = False) -> MLP:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.optim import optimizer as optimizer_module
 
-from methods.common.nets import mlp
+from methods.common.nets import mlp, relu_mlp_forward, relu_mlp_linears
 from methods.common.replay import Batch
 
 
@@ -77,6 +77,7 @@ class TwinQ(nn.Module):
         self.in_dim, self.ignored_inputs = in_dim, ignored_inputs
         self.q1 = mlp(in_dim + act_dim, 1, hidden_dim, n_hidden, thin_input_transposed=thin_input_transposed)
         self.q2 = mlp(in_dim + act_dim, 1, hidden_dim, n_hidden, thin_input_transposed=thin_input_transposed)
+        self._linears = (relu_mlp_linears(self.q1), relu_mlp_linears(self.q2))  # for min_q (not registered)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([self._seen(obs), action], dim=-1)
@@ -96,34 +97,22 @@ class TwinQ(nn.Module):
         hidden-to-hidden products over all rows that autograd's backward runs, half remain, with the same values
         bit for bit (tests/test_sac.py). Anything else (a critic being trained, an input needing a gradient,
         layers other than Linear and ReLU) takes autograd's path."""
-        cache = self.__dict__.get("_min_q_cache")  # (q1, q2, their Linear layers, their parameters)
-        if cache is None or cache[0] is not self.q1 or cache[1] is not self.q2:
-            layers = (_relu_mlp_layers(self.q1), _relu_mlp_layers(self.q2))
-            params = None if None in layers else [p for net in layers for m in net for p in (m.weight, m.bias)]
-            cache = self.__dict__["_min_q_cache"] = (self.q1, self.q2, layers, params)
-        _, _, layers, params = cache
-        if params is not None and not any(p.requires_grad for p in params) and not obs.requires_grad \
-                and action.requires_grad and torch.is_grad_enabled():
-            return _MinOfTwinQ.apply(self._seen(obs), action, layers)
+        linears = self._linears
+        if None not in linears and torch.is_grad_enabled() and action.requires_grad and not obs.requires_grad \
+                and not any(p.requires_grad for net in linears for layer in net for p in (layer.weight, layer.bias)):
+            return _MinOfTwinQ.apply(self._seen(obs), action, linears)
         return torch.min(*self(obs, action))
 
-
-def _relu_mlp_layers(net: nn.Module) -> list[nn.Linear] | None:
-    """The Linear layers of an `mlp` made of Linear and in-place ReLU layers only (else None)."""
-    kinds = [type(m) for m in net]
-    if any(m.bias is None for m in net if type(m) is nn.Linear):
-        return None
-    if not kinds or any(k not in (nn.Linear, nn.ReLU) for k in kinds) or kinds[-1] is not nn.Linear:
-        return None
-    if kinds[::2] != [nn.Linear] * len(kinds[::2]) or kinds[1::2] != [nn.ReLU] * len(kinds[1::2]):
-        return None
-    return [m for m in net if type(m) is nn.Linear]
+    def td_loss(self, obs: torch.Tensor, action: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Both Q nets' squared TD error against `target`: 0.5 · (MSE(Q1, y) + MSE(Q2, y)), one kernel per net."""
+        q1, q2 = self(obs, action)
+        return 0.5 * (nn.functional.mse_loss(q1, target) + nn.functional.mse_loss(q2, target))
 
 
 class _MinOfTwinQ(torch.autograd.Function):
     """min(Q1, Q2)(s, a) for frozen Q nets, differentiable w.r.t. a only.
 
-    Forward: both nets' forward passes, as `nets.MLP` runs them (same kernels, no graph), keeping each hidden
+    Forward: both nets' forward passes (`nets.relu_mlp_forward`: MLP's kernels, no graph), keeping each hidden
     activation. Backward, by torch.minimum's rule (a row's gradient goes to the smaller Q; a tie gives half to
     each): for each net, only its rows, through its layers in reverse: ∂Q/∂h from the output layer, ReLU's
     mask from the kept activation, then the layer's weight; of the input's gradient it keeps the action's columns."""
@@ -131,16 +120,10 @@ class _MinOfTwinQ(torch.autograd.Function):
     @staticmethod
     def forward(ctx, obs: torch.Tensor, action: torch.Tensor, nets: tuple[list[nn.Linear], list[nn.Linear]]):
         x = torch.cat([obs, action], dim=-1)
-        qs, kept = [], []
-        for layers in nets:
-            h, hidden = x, []
-            for layer in layers[:-1]:
-                h = torch.relu_(nn.functional.linear(h, layer.weight, layer.bias))
-                hidden.append(h)
-            qs.append(nn.functional.linear(h, layers[-1].weight, layers[-1].bias).squeeze(-1))
-            kept.append(hidden)
-        ctx.nets, ctx.kept, ctx.qs, ctx.obs_dim = nets, kept, qs, obs.shape[-1]
-        return torch.minimum(*qs)
+        (q1, hidden1), (q2, hidden2) = (relu_mlp_forward(layers, x) for layers in nets)
+        ctx.nets, ctx.kept, ctx.obs_dim = nets, (hidden1, hidden2), obs.shape[-1]
+        ctx.qs = q1.squeeze(-1), q2.squeeze(-1)
+        return torch.minimum(*ctx.qs)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -307,8 +290,7 @@ class SACCore(nn.Module):
             q1_t, q2_t = self.critic_target(batch.next_obs, next_action)
             soft_v = torch.min(q1_t, q2_t) - self.alpha * self.clip_divergence(next_div)
             target = batch.reward + self.gamma * (1.0 - batch.terminated) * soft_v
-        q1, q2 = self.critic(batch.obs, batch.action)
-        return 0.5 * (nn.functional.mse_loss(q1, target) + nn.functional.mse_loss(q2, target))  # one kernel each
+        return self.critic.td_loss(batch.obs, batch.action, target)
 
     def actor_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         action, div = self.actor.sample(obs)
