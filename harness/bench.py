@@ -7,7 +7,9 @@
     python -m harness.bench env kitchen
 
 Each measurement runs on one torch thread, reports the median of several timed blocks after a warm-up, and
-relates the update's counted matmul FLOPs (torch.utils.flop_counter) to this machine's measured `torch.mm` rate.
+relates the update's counted matmul FLOPs (torch.utils.flop_counter) to this machine's measured `torch.mm` rate. The
+mm rate is timed in blocks alternating with the update's, and the efficiency is the median over rounds of each
+round's own ratio: a VM's slow or fast spell then falls on both sides of it, as in the ratio against SB3.
 """
 
 from __future__ import annotations
@@ -53,10 +55,22 @@ def timed(fn: Callable[[], None], min_block_s: float = 0.5, blocks: int = 5, war
     return statistics.median(interleaved({"fn": fn}, min_block_s, blocks, warmup_s)["fn"])
 
 
+def mm_call(n: int = 1024) -> tuple[Callable[[], None], int]:
+    """One fp32 n×n `torch.mm` (the reference rate every efficiency here is relative to) and its FLOPs."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return (lambda: torch.mm(a, b)), 2 * n**3
+
+
 def mm_rate(n: int = 1024) -> float:
     """This machine's fp32 `torch.mm` rate (FLOP/s) at n×n, on the current thread count."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / timed(lambda: torch.mm(a, b), min_block_s=0.3)
+    fn, flops = mm_call(n)
+    return flops / timed(fn, min_block_s=0.3)
+
+
+def efficiency(flops: int, seconds: list[float], mm_flops: int, mm_seconds: list[float]) -> float:
+    """Fraction of the mm rate a call with `flops` matmul FLOPs reaches: the median over same-round block pairs of
+    (flops / that round's mm rate) / that round's seconds per call."""
+    return statistics.median(flops * m / (mm_flops * s) for s, m in zip(seconds, mm_seconds, strict=True))
 
 
 # torch's counter knows only the CUDA kernels of scaled_dot_product_attention; the CPU one does the same matmuls.
@@ -97,8 +111,7 @@ def count_ops(fn: Callable[[], None]) -> int:
     return counter.ops
 
 
-def _report(name: str, seconds: float, flops: int, rate: float) -> str:
-    eff = (flops / rate) / seconds
+def _report(name: str, seconds: float, flops: int, rate: float, eff: float) -> str:
     return (f"{name}: {1 / seconds:8.1f} updates/s ({seconds * 1e3:.2f} ms), {flops / 1e6:.0f} MFLOP/update, "
             f"{flops / seconds / 1e9:.1f} GFLOP/s = {eff:.0%} of torch.mm ({rate / 1e9:.0f} GFLOP/s)")
 
@@ -115,7 +128,6 @@ def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str) -> None:
     suite = get_suite(suite_name)
     env = suite.make_env(suite.target_tasks[0], seed=0)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    rate = mm_rate()
     torch.manual_seed(0)
     cfg = dataclasses.replace(SACConfig(), hidden_dim=hidden, n_hidden=n_hidden, batch_size=batch, buffer_size=100_000)
     learner = FlatSACLearner(cfg, obs_dim, act_dim, record_positions=False)  # the `sac` method's networks and core
@@ -138,16 +150,19 @@ def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str) -> None:
 
     sb3 = _sb3_sac(suite.make_env(suite.target_tasks[0], seed=0), hidden, n_hidden, batch)
     sb3_steps = 200  # env steps per SB3 learn() call in the loop timing (each call adds a few ms of set-up)
+    mm, mm_flops = mm_call()
     update = interleaved({"ours": lambda: core.update(buf.sample(batch)),
-                          "sb3": lambda: sb3.train(gradient_steps=1, batch_size=batch)})
+                          "sb3": lambda: sb3.train(gradient_steps=1, batch_size=batch), "mm": mm})
     loop = interleaved({"ours": lambda: [loop_step() for _ in range(sb3_steps)],
                         "sb3": lambda: sb3.learn(sb3_steps, reset_num_timesteps=False)}, rounds=5)
     version = __import__("stable_baselines3").__version__
     med = statistics.median
-    print(_report(f"sac update (ours, {n_hidden}x{hidden}, batch {batch})", med(update["ours"]), flops, rate))
-    print(f"sac train loop (ours): {sb3_steps / med(loop['ours']):8.1f} env steps/s = updates/s")
-    print(_report(f"sac update (stable-baselines3 {version})", med(update["sb3"]), flops, rate))
-    print(f"sac train loop (stable-baselines3): {sb3_steps / med(loop['sb3']):8.1f} env steps/s = updates/s")
+    rate = mm_flops / med(update["mm"])
+    for name, side in ((f"ours, {n_hidden}x{hidden}, batch {batch}", "ours"), (f"stable-baselines3 {version}", "sb3")):
+        print(_report(f"sac update ({name})", med(update[side]), flops, rate,
+                      efficiency(flops, update[side], mm_flops, update["mm"])))
+        print(f"sac train loop ({side if side == 'ours' else 'stable-baselines3'}): "
+              f"{sb3_steps / med(loop[side]):8.1f} env steps/s = updates/s")
     ratio = {k: med(b / a for a, b in zip(v["ours"], v["sb3"])) for k, v in (("update", update), ("loop", loop))}
     print(f"ratio vs sb3: {ratio['loop']:.2f} (train loop), {ratio['update']:.2f} (update alone); medians of "
           f"{len(update['ours'])} and {len(loop['ours'])} alternating blocks")
@@ -172,7 +187,6 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, obs_dim: int, act_dim: i
     from methods.common.skill_policy import SkillSACSettings, SkillSpaceLearner
     from methods.skill_model import SkillModel, SkillModelConfig
 
-    rate = mm_rate()
     torch.manual_seed(0)
     model = SkillModel(obs_dim, act_dim, SkillModelConfig()).freeze()
     s = SkillSACSettings(hidden_dim=hidden, n_hidden=n_hidden, batch_size=batch, buffer_size=20_000, reuse_rate=256,
@@ -183,10 +197,12 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, obs_dim: int, act_dim: i
     learner.add({"obs": np.random.randn(n, obs_dim), "z": np.random.randn(n, z), "reward": np.random.rand(n),
                  "next_obs": np.random.randn(n, obs_dim), "terminated": np.zeros(n)})
     buf: ReplayBuffer = learner.buffer
-    sec = timed(lambda: learner.core.update(buf.sample(batch)))
     flops = count_flops(lambda: learner.core.update(buf.sample(batch)))
+    mm, mm_flops = mm_call()
+    blocks = interleaved({"update": lambda: learner.core.update(buf.sample(batch)), "mm": mm}, rounds=5)
+    rate, eff = mm_flops / statistics.median(blocks["mm"]), efficiency(flops, blocks["update"], mm_flops, blocks["mm"])
     print(_report(f"spirl update (prior-KL SAC over skills, {n_hidden}x{hidden}, batch {batch}, obs {obs_dim}, "
-                  f"prior outputs stored with the transitions)", sec, flops, rate))
+                  f"prior outputs stored with the transitions)", statistics.median(blocks["update"]), flops, rate, eff))
 
 
 def main(argv: list[str] | None = None) -> int:

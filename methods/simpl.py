@@ -16,6 +16,7 @@ Also here: `bench_meta_step` (the meta-training step's cost; `python -m harness.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -221,8 +222,9 @@ ASSUMED_GPU_SECONDS_PER_OP = 10e-6
 def bench_meta_step(suite_name: str, scale: str, warmup_s: float = 1.0, blocks: int = 5) -> dict[str, float]:
     """Time one full meta-training gradient step on 1 thread (median of `blocks` after warm-up), count its matmul
     FLOPs (FlopCounterMode), and print `simpl step [suite, scale]: T s/step, R rows/step, G GFLOP/step,
-    efficiency E` with E = (G / measured torch.mm 1024² rate) / T; then what the whole meta-training costs."""
-    from harness.bench import count_flops, count_ops, mm_rate, timed
+    efficiency E` with E = (G / measured torch.mm 1024² rate) / T, the mm rate timed in blocks alternating with the
+    step's and E the median over rounds (harness.bench.efficiency); then what the whole meta-training costs."""
+    from harness.bench import count_flops, count_ops, efficiency, interleaved, mm_call
     from tasks import get_suite
 
     threads = torch.get_num_threads()
@@ -231,15 +233,16 @@ def bench_meta_step(suite_name: str, scale: str, warmup_s: float = 1.0, blocks: 
         learner = build_bench_learner(suite_name, scale)
         gflop = count_flops(learner.update) / 1e9
         ops = count_ops(learner.update)
-        seconds = timed(learner.update, min_block_s=0.2, blocks=blocks, warmup_s=warmup_s)
-        rate = mm_rate()
+        mm, mm_flops = mm_call()
+        timing = interleaved({"step": learner.update, "mm": mm}, min_block_s=0.2, rounds=blocks, warmup_s=warmup_s)
     finally:
         torch.set_num_threads(threads)
     cfg = learner.cfg
     rows = (cfg.n_prior_tasks + cfg.n_post_tasks) * cfg.batch_size
-    efficiency = (gflop * 1e9 / rate) / seconds
+    seconds, rate = statistics.median(timing["step"]), mm_flops / statistics.median(timing["mm"])
+    eff = efficiency(round(gflop * 1e9), timing["step"], mm_flops, timing["mm"])
     print(f"simpl step [{suite_name}, {scale}]: {seconds:.4g} s/step, {rows} rows/step, {gflop:.4g} GFLOP/step, "
-          f"efficiency {efficiency:.2f} (of torch.mm at {rate / 1e9:.0f} GFLOP/s)", flush=True)
+          f"efficiency {eff:.2f} (of torch.mm at {rate / 1e9:.0f} GFLOP/s)", flush=True)
 
     # Meta-training length: epochs from the config; per epoch, 2 episodes per task of at most horizon / H high-level
     # steps each (fewer when episodes end early, e.g. on success), reused reuse_rate times (simpl_meta.run). Env
@@ -254,5 +257,5 @@ def bench_meta_step(suite_name: str, scale: str, warmup_s: float = 1.0, blocks: 
           f"gradient steps alone: {core_hours:.3g} core-hours of this CPU, ~{gpu_hours:.2g} GPU-hours (assumed "
           f"{ASSUMED_GPU_FLOPS / 1e12:.0f} TFLOP/s + {ASSUMED_GPU_SECONDS_PER_OP * 1e6:.0f} us/op, {ops} ops/step); "
           f"x{reference:.3g} for the reference scripts' {REFERENCE_EPOCHS[suite.domain]} epochs", flush=True)
-    return {"seconds": seconds, "rows": rows, "gflop": gflop, "efficiency": efficiency, "mm_gflops": rate / 1e9,
+    return {"seconds": seconds, "rows": rows, "gflop": gflop, "efficiency": eff, "mm_gflops": rate / 1e9,
             "ops": ops, "steps": steps, "core_hours": core_hours, "gpu_hours": gpu_hours}

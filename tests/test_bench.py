@@ -1,0 +1,24 @@
+"""The benchmark's arithmetic (its timings are measured by `python -m harness.bench`, never asserted in tests)."""
+
+import pytest
+
+from harness.bench import efficiency, interleaved
+
+
+def test_efficiency_is_the_median_of_same_round_ratios_not_a_ratio_of_medians():
+    # Round 2 is a slow spell of the machine for the update only; round 3 for the mm only. Per round, the update
+    # reaches 1, 1/3 and 1.5 of the mm rate: median 1. Separate medians (2 s against 1 s) would say 0.5.
+    assert efficiency(flops=10, seconds=[1.0, 3.0, 2.0], mm_flops=10, mm_seconds=[1.0, 1.0, 3.0]) == pytest.approx(1.0)
+    # Twice the FLOPs in the same time is twice the fraction; a machine that slows both sides alike changes nothing.
+    assert efficiency(20, [1.0, 2.0, 4.0], 10, [0.5, 1.0, 2.0]) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        efficiency(10, [1.0, 2.0], 10, [1.0])
+
+
+def test_interleaved_times_every_function_once_per_round():
+    calls = []
+    out = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, min_block_s=0.0, rounds=3,
+                      warmup_s=0.0)
+    assert [len(v) for v in out.values()] == [3, 3] and all(s >= 0 for v in out.values() for s in v)
+    timed_calls = calls[6:]  # after each function's 3 warm-up calls, blocks of 1 call alternate
+    assert timed_calls == ["a", "b"] * 3
