@@ -158,11 +158,11 @@ def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str) -> None:
     version = __import__("stable_baselines3").__version__
     med = statistics.median
     rate = mm_flops / med(update["mm"])
-    for name, side in ((f"ours, {n_hidden}x{hidden}, batch {batch}", "ours"), (f"stable-baselines3 {version}", "sb3")):
-        print(_report(f"sac update ({name})", med(update[side]), flops, rate,
+    for side, update_name, loop_name in (("ours", f"ours, {n_hidden}x{hidden}, batch {batch}", "ours"),
+                                         ("sb3", f"stable-baselines3 {version}", "stable-baselines3")):
+        print(_report(f"sac update ({update_name})", med(update[side]), flops, rate,
                       efficiency(flops, update[side], mm_flops, update["mm"])))
-        print(f"sac train loop ({side if side == 'ours' else 'stable-baselines3'}): "
-              f"{sb3_steps / med(loop[side]):8.1f} env steps/s = updates/s")
+        print(f"sac train loop ({loop_name}): {sb3_steps / med(loop[side]):8.1f} env steps/s = updates/s")
     ratio = {k: med(b / a for a, b in zip(v["ours"], v["sb3"])) for k, v in (("update", update), ("loop", loop))}
     print(f"ratio vs sb3: {ratio['loop']:.2f} (train loop), {ratio['update']:.2f} (update alone); medians of "
           f"{len(update['ours'])} and {len(loop['ours'])} alternating blocks")
