@@ -14,7 +14,9 @@ For each method and shared stage of the grid, per job:
   seconds (SiMPL's meta-training step: 300 GFLOP); so it is counted at two small multiples of the update's row
   counts (batch rows, context sizes) and extrapolated: every matmul of these updates has exactly one dimension
   proportional to those counts, so the FLOPs are affine in them and two points give the paper-size count exactly
-  (tests/test_cost.py checks it against a direct count).
+  (tests/test_cost.py checks it against a direct count). The update runs on a few random transitions per buffer,
+  stored through each learner's own `add` so that every value is one a run could hold (a NaN row would take both
+  Q nets in the actor step: `TwinQ.min_q`).
 - GPU-hours: FLOPs ÷ GPU_FLOPS, an assumed effective fp32 rate of one A100/H100-class GPU on these small-MLP
   updates, and no update shorter than GPU_MIN_UPDATE_S (an eager PyTorch update launches ~100 kernels, so small
   updates are launch-bound, not FLOP-bound). CPU core-hours: FLOPs ÷ this machine's measured 1-thread `torch.mm`
@@ -180,7 +182,8 @@ def _skill_model(facts: Facts, skills):
 
 
 def _filled(buffer, n: int = 8):
-    """A few random rows, so that sampling a batch works (the values do not change the FLOPs)."""
+    """A few random rows, so that sampling a batch works. The values must be finite: the actor step routes each row
+    through the Q net that gives its minimum (`TwinQ.min_q`), and a NaN row goes through both."""
     obs_dim, act_dim = buffer.obs.shape[1], buffer.action.shape[1]
     buffer.add_many(torch.randn(n, obs_dim), torch.randn(n, act_dim), torch.rand(n), torch.randn(n, obs_dim),
                     torch.zeros(n))
@@ -210,8 +213,15 @@ def skill_sac_update(settings, facts: Facts, skills, context_dim: int = 0) -> Ca
     context = torch.zeros(context_dim) if context_dim else None
     learner = SkillSpaceLearner(dataclasses.replace(settings, buffer_size=64), _skill_model(facts, skills),
                                 facts.obs_dim, False, context=context)
-    buffer = _filled(learner.buffer)
-    return lambda: learner.core.update(buffer.sample(settings.batch_size))
+    # through the learner's own `add`, which stores each state with its prior output (a valid std, not noise)
+    learner.add(_random_rows(8, learner.core.actor.in_dim, learner.model.z_dim))
+    return lambda: learner.core.update(learner.buffer.sample(settings.batch_size))
+
+
+def _random_rows(n: int, obs_dim: int, z_dim: int) -> dict[str, torch.Tensor]:
+    """n random skill-space transitions: what a learner's `add` takes."""
+    return {"obs": torch.randn(n, obs_dim), "z": torch.randn(n, z_dim), "reward": torch.rand(n),
+            "next_obs": torch.randn(n, obs_dim), "terminated": torch.zeros(n)}
 
 
 def spirl_update(cfg, facts: Facts, c: dict) -> Callable[[], Any]:
@@ -256,7 +266,10 @@ def simpl_meta_update(cfg, facts: Facts, c: dict) -> Callable[[], Any]:
 
     learner = SiMPLMetaLearner(dataclasses.replace(cfg, buffer_size=max(cfg.batch_size, cfg.post_context_size)),
                                _skill_model(facts, c["skills"]), facts.obs_dim, facts.n_meta_train)
-    return learner.update  # empty buffers sample row 0: the FLOPs are the same
+    for task in range(facts.n_meta_train):  # a few rows per task, stored with their prior outputs (see `_filled`)
+        learner.add_rl(task, _random_rows(8, facts.obs_dim, learner.z_dim))
+        learner.enc_buffers.add(task, _random_rows(8, facts.obs_dim, learner.z_dim))
+    return learner.update
 
 
 def pearl_meta_update(cfg, facts: Facts, c: dict) -> Callable[[], Any]:
@@ -321,8 +334,11 @@ def count_update_flops(update: Callable[[], Any]) -> float:
 
 
 def affine_extrapolation(count: Callable[[int], float], full: int) -> float:
-    """count(m) for m = full: count is affine in m; evaluated at two small m (or at `full` if it is small)."""
-    small = max(2, full // 64)
+    """count(m) for m = full: count is affine in m; evaluated at two small m (or at `full` if it is small).
+
+    Not at tiny m: `TwinQ.min_q` sends each row through one Q net and pads a net given 1-3 rows to 4, a few rows'
+    FLOPs that would bend the line when a count has only a few dozen rows (16 units of rows: hundreds)."""
+    small = max(16, full // 64)
     if 2 * small >= full:
         return count(full)
     a, b = count(small), count(2 * small)

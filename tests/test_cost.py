@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -30,6 +32,20 @@ def test_flops_extrapolated_from_small_row_counts_equal_a_direct_count(method):
     update()
     direct = cost.count_update_flops(update)
     assert direct > 0 and cost.flop_per_update(model, cfg, facts, configs) == pytest.approx(direct, rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["sac", "spirl", "pearl-meta", "pearl-ft", "mtrl-experts", "mtrl", "simpl-meta",
+                                    "simpl"])
+def test_every_counted_update_runs_on_finite_values(method):
+    """The FLOPs are counted on a real update of random data, which must be like a run's data: the actor step sends
+    each row through the Q net that gives its minimum, and a NaN row through both (more FLOPs than any run does).
+    Skill-space buffers store each state's prior output; random numbers there are not a valid std."""
+    configs, facts = _configs("all", "smoke")
+    torch.manual_seed(0)
+    update = cost.MODELS[method].update(configs[method], facts, configs)
+    update()
+    stats = {k: float(v) for k, v in update().items()}
+    assert stats and all(math.isfinite(v) for v in stats.values()), stats
 
 
 def test_update_schedule_waits_for_a_batch_and_the_random_warm_up():
