@@ -6,10 +6,10 @@ from harness.bench import efficiency, interleaved
 
 
 def test_efficiency_is_the_median_of_same_round_ratios_not_a_ratio_of_medians():
-    # Round 2 is a slow spell of the machine for the update only; round 3 for the mm only. Per round, the update
-    # reaches 1, 1/3 and 1.5 of the mm rate: median 1. Separate medians (2 s against 1 s) would say 0.5.
+    # Round 2 slows the update alone; round 3 slows both, the mm more. Per round, the update reaches 1, 1/3 and 1.5
+    # of the mm rate: median 1. Separate medians (update 2 s, mm 1 s) would say 0.5.
     assert efficiency(flops=10, seconds=[1.0, 3.0, 2.0], mm_flops=10, mm_seconds=[1.0, 1.0, 3.0]) == pytest.approx(1.0)
-    # Twice the FLOPs in the same time is twice the fraction; a machine that slows both sides alike changes nothing.
+    # 20 FLOPs in twice the mm's time for 10 is the mm's rate, however the machine's speed moves between rounds.
     assert efficiency(20, [1.0, 2.0, 4.0], 10, [0.5, 1.0, 2.0]) == pytest.approx(1.0)
     with pytest.raises(ValueError):
         efficiency(10, [1.0, 2.0], 10, [1.0])
