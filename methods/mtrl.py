@@ -32,6 +32,7 @@ from torch import nn
 from harness import store
 from methods import simpl, spirl
 from methods.base import MethodSpec, register_method, small_scale
+from methods.common.checks import check_finite
 from methods.common.nets import gaussian_kl
 from methods.common.sac import adam
 from methods.common.skill_policy import PriorResidualActor, SkillSACSettings, SkillSpaceLearner
@@ -220,6 +221,8 @@ def run_distill(ctx: "JobContext") -> None:
     while distiller.steps < cfg.n_steps:
         stats = distiller.step()
         bar.update(1)
+        if distiller.steps % cfg.eval_every == 0:
+            check_finite(stats, f"mtrl-distill step {distiller.steps}")
         if distiller.steps % cfg.eval_every == 0 or distiller.steps == cfg.n_steps:
             log_rows.append({"step": distiller.steps, **stats, "heldout_kl": float(distiller.heldout_kl().mean())})
             store.write_csv(ctx.run_dir / DISTILL_LOG, log_rows)

@@ -32,6 +32,7 @@ from harness import store
 from harness.context import JobContext
 from methods.base import MethodSpec, register_method, small_scale
 from methods.common.context_encoder import ProductOfGaussiansEncoder, context_rows, encode_contexts
+from methods.common.checks import check_finite
 from methods.common.nets import gaussian_kl
 from methods.common.replay import Batch, TaskReplayBuffers, row_width
 from methods.common.sac import SACCore, TanhGaussianActor, TwinQ
@@ -295,6 +296,7 @@ class PEARLMetaTrainer:
                 sums[key] = sums.get(key, 0.0) + value
         self.update_seconds += time.perf_counter() - start
         self.iteration += 1
+        check_finite({k: float(v) / n_updates for k, v in sums.items()}, f"pearl-meta iteration {self.iteration}")
         collect_s, update_s = self.collect_seconds - collect_before, self.update_seconds - update_before
         row = {"iteration": self.iteration, "env_steps": self.env_steps, "updates": self.updates,
                **{k: float(v) / n_updates for k, v in sums.items()}, "alpha": self.core.alpha.item(),

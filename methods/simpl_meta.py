@@ -31,6 +31,7 @@ from torch import nn
 
 from harness import store
 from methods.base import MethodSpec, register_method, small_scale
+from methods.common.checks import check_finite
 from methods.common.nets import gaussian_kl
 from methods.common.replay import TaskReplayBuffers
 from methods.common.sac import SACCore, TwinQ, adam, only_grow_
@@ -450,6 +451,7 @@ def run(ctx: JobContext) -> None:
                    "target_kl_small": cfg.target_kl_small, "target_kl_large": cfg.target_kl_large,
                    **{k: float(v) / steps for k, v in sums.items()}, "seconds": time.perf_counter() - start,
                    "collect_seconds": collect_seconds}
+            check_finite({k: row[k] for k in sums}, f"simpl-meta epoch {counters['epoch']}")
             log_rows.append(row)
             write_log(log_path, log_rows)
             bar.update(1)

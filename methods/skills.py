@@ -16,6 +16,7 @@ import torch
 from harness import store
 from harness.context import seed_everything
 from methods.base import MethodSpec, register_method, small_scale
+from methods.common.checks import check_finite
 from methods.skill_model import (SkillModel, SkillModelConfig, WindowSampler, artifact, episodes_from_dataset,
                                  evaluate, load_skill_model, split_episodes)
 
@@ -104,6 +105,7 @@ def run(ctx: "JobContext") -> None:
             n_running += 1
             if step % cfg.eval_every == 0 or step == total:
                 train_means = {f"train_{k}": float(v) / n_running for k, v in running.items()}
+                check_finite(train_means, f"skill model step {step}")
                 running, n_running = {}, 0
                 row = {"step": step, **train_means,
                        **{f"heldout_{k}": v for k, v in evaluate(model, eval_windows, mean_action).items()}}

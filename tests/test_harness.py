@@ -241,6 +241,18 @@ def test_slurm_job_array_runs_the_grid(tmp_path):
     assert "0 ran, 2 already finished" in again.stdout
 
 
+def test_a_diverging_run_fails_in_one_line_naming_the_loss_that_went_non_finite(tmp_path):
+    # A real divergence: Adam with lr 1e30 throws the weights to ±1e30 in one step, and the losses become NaN/inf
+    res = cli("--methods", "sac", "--suite", SUITE, "--seeds", "1", "--quiet", "--executor", "debug",
+              "--set", "sac.lr=1e30", results=tmp_path)
+    assert res.returncode == 1
+    run = tmp_path / "smoke" / SUITE / "sac" / "seed-0"
+    failed = (run / "FAILED").read_text().splitlines()[0]
+    assert failed.startswith("DivergedError: SAC update: ") and ("=nan" in failed or "=inf" in failed), failed
+    assert "smaller lr" in failed and not (run / "DONE").exists()
+    assert f"sac/{SUITE}/seed-0: DivergedError: SAC update" in res.stdout
+
+
 def test_a_failing_job_is_reported_with_its_log_and_the_others_go_on(tmp_path):
     env = {"SIMPL_BENCH_PLUGINS": "tests.plugins.failing_method", "PYTHONPATH": str(REPO)}
     res = cli("--methods", "flaky", "--suite", SUITE, "--seeds", "0-3", "--quiet", results=tmp_path, env=env)

@@ -310,3 +310,14 @@ def test_sac_learns_on_a_dense_maze_check():
                      for critic in (core.critic, TwinQ(4, 2, 64, 2)) for q in critic(batch.obs, batch.action)]
     assert min(explained[:2]) > 0.9 and max(explained[2:]) < 0.1, explained  # trained Q1, Q2; untrained Q1, Q2
     assert learned_distance < 0.6 * random_distance, (learned_distance, random_distance)
+
+
+def test_check_finite_names_every_non_finite_scalar_and_ignores_the_rest():
+    from methods.common.checks import DivergedError, check_finite
+
+    check_finite({"loss": 1.0, "alpha": torch.tensor(0.1), "steps": 3, "name": "x",
+                  "per_task": torch.tensor([1.0, 2.0]), "missing": None}, "here")  # finite scalars, strings, vectors
+    with pytest.raises(DivergedError, match=r"^update 7: critic_loss=nan, alpha=inf: the run diverged"):
+        check_finite({"critic_loss": float("nan"), "actor_loss": 0.5, "alpha": torch.tensor(float("inf"))}, "update 7")
+    with pytest.raises(FloatingPointError):  # DivergedError is one
+        check_finite({"kl": torch.tensor([float("-inf")])}, "kl")

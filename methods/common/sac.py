@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.optim import optimizer as optimizer_module
 
+from methods.common.checks import check_finite
 from methods.common.nets import mlp, relu_mlp_forward, relu_mlp_linears
 from methods.common.replay import Batch
 
@@ -325,5 +326,7 @@ class SACCore(nn.Module):
         self.critic_opt.step()
 
         actor_loss, div = self.actor_alpha_step(batch.obs)
-        return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "divergence": div.mean().item(),
-                "alpha": self.alpha.item()}
+        stats = {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "divergence": div.mean().item(),
+                 "alpha": self.alpha.item()}
+        check_finite(stats, "SAC update")  # before the next episode acts with the networks
+        return stats
