@@ -19,6 +19,7 @@ import yaml
 
 from harness import store
 from methods import SCALES, MethodSpec, UnknownMethodError, expand_methods, get_method
+from methods.base import setting_problems
 from tasks import UnknownSuiteError, get_suite
 
 
@@ -188,7 +189,13 @@ def build_grid(methods: str, suite: str, seeds: str, scale: str = "smoke", overr
     def make(name: str, seed: int, shard: int | None = None) -> JobSpec:
         spec = specs[name]
         values = {k: _coerce(spec, k, v) for k, v in parsed.get(name, {}).items()}
-        config = dataclasses.asdict(spec.resolve_config(scale, suite_obj, values))
+        resolved = spec.resolve_config(scale, suite_obj, values)
+        for field, problem in setting_problems(resolved).items():
+            if field in values:
+                raise UsageError(f"--set {name}.{problem}")
+            raise UsageError(f"{name} at scale {scale!r} on {suite!r}: {problem} (from the method's defaults or "
+                             f"methods/small_scale.yaml); set it with --set {name}.{field}=VALUE")
+        config = dataclasses.asdict(resolved)
         key = spec.share_key(suite_obj) if spec.share_key else suite
         job_id = job_id_of(name, key, seed, scale, config, shard)
         if spec.stage:

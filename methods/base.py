@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -68,6 +69,51 @@ class MethodSpec:
 
 class UnknownMethodError(KeyError):
     pass
+
+
+# The values each numeric setting may take, by field name (one meaning per name across the methods' configs).
+# Every int and float field of a registered method's config has a rule here (tests/test_harness.py checks it); a
+# resolved config that breaks one is refused before anything runs (harness.grid.build_grid).
+_RULES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "positive": ("a finite number > 0", lambda v: math.isfinite(v) and v > 0),
+    "non-negative": ("a finite number >= 0", lambda v: math.isfinite(v) and v >= 0),
+    "unit": ("in (0, 1]", lambda v: 0 < v <= 1),  # discount, Polyak rate
+    "fraction": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "finite": ("a finite number", lambda v: math.isfinite(v)),
+}
+SETTING_RULES: dict[str, str] = {
+    **dict.fromkeys((
+        # sizes, counts and intervals
+        "batch_size", "buffer_size", "checkpoint_every", "conditioning_episodes", "context_size", "decoder_layers",
+        "e_dim", "encoder_buffer_size", "encoder_heads", "encoder_hidden_dim", "encoder_inducing",
+        "encoder_lstm_units", "episodes", "epoch_cycles", "epochs", "eval_every", "hidden_dim", "horizon",
+        "iterations", "meta_train_episodes", "n_eval_episodes", "n_eval_windows", "n_post_tasks", "n_steps",
+        "post_context_size", "prior_context_size", "prior_layers", "reuse_rate", "rollout_episodes",
+        "tasks_per_iteration", "tasks_per_step", "z_dim",
+        # step sizes, and coefficients kept as logarithms or used as clip bounds
+        "lr", "alpha_lr", "coef_lr", "alpha_init", "alpha_init_large", "alpha_init_small", "enc_coef_init_large",
+        "enc_coef_init_small", "kl_clip", "init_grad_clip"), "positive"),
+    **dict.fromkeys((
+        "n_hidden", "encoder_n_hidden", "initial_episodes", "learning_starts", "n_prior_tasks", "n_probe_episodes",
+        "posterior_episodes", "prior_episodes", "init_grad_clip_steps", "beta", "kl_lambda", "target_kl",
+        "target_kl_large", "target_kl_small", "enc_target_kl_large", "enc_target_kl_small"), "non-negative"),
+    "gamma": "unit", "tau": "unit",
+    "heldout_fraction": "fraction",
+    "target_entropy_per_dim": "finite",
+}
+
+
+def setting_problems(config: Any) -> dict[str, str]:
+    """field -> 'FIELD=VALUE: must be RULE' for every numeric field of a config dataclass outside its range
+    (SETTING_RULES; fields without a rule, e.g. a plugin's, and None values are not checked)."""
+    problems = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name in SETTING_RULES and isinstance(value, (int, float)) and not isinstance(value, bool):
+            text, ok = _RULES[SETTING_RULES[f.name]]
+            if not ok(value):
+                problems[f.name] = f"{f.name}={value}: must be {text}"
+    return problems
 
 
 _METHODS: dict[str, MethodSpec] = {}

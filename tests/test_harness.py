@@ -81,11 +81,47 @@ def test_all_expands_to_every_registered_method(tmp_path):
     ({"overrides": ["simpl.x=1"]}, "not a method"),
     ({"seeds": "3-1"}, "lo <= hi"),
     ({"methods": "skills"}, "shared stage"),
+    ({"overrides": ["sac.batch_size=0"]}, r"^--set sac.batch_size=0: must be a finite number > 0$"),
+    ({"overrides": ["sac.gamma=1.5"]}, r"sac.gamma=1.5: must be in \(0, 1\]"),
+    ({"overrides": ["sac.lr=.nan"]}, r"sac.lr=nan: must be a finite number > 0"),
+    ({"overrides": ["sac.episodes=-5"]}, r"sac.episodes=-5: must be"),
+    ({"methods": "simpl", "overrides": ["simpl-meta.n_prior_tasks=-1"]}, r"n_prior_tasks=-1: must be .*>= 0"),
 ])
 def test_usage_errors_name_the_problem(tmp_path, kwargs, fragment):
     args = {"methods": "sac", "suite": SUITE, "seeds": "1", "scale": "smoke", "overrides": []} | kwargs
     with pytest.raises(UsageError, match=fragment):
         build_grid(results_root=tmp_path, **args)
+
+
+def test_every_numeric_setting_of_every_method_has_a_range_rule():
+    import dataclasses
+    import typing
+
+    from methods import get_method, method_names
+    from methods.base import SETTING_RULES
+
+    unruled = []
+    for name in method_names(include_stages=True):
+        cls = get_method(name).config_cls
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if {int, float} & ({hints[f.name]} | set(typing.get_args(hints[f.name]))) and f.name not in SETTING_RULES:
+                unruled.append(f"{name}.{f.name}")
+    assert not unruled, f"add these settings to methods.base.SETTING_RULES: {unruled}"
+
+
+def test_every_method_scale_and_suite_resolves_to_settings_in_range():
+    from methods import SCALES, get_method, method_names
+    from methods.base import setting_problems
+    from tasks import get_suite, suite_names
+
+    for suite_name in suite_names():
+        suite = get_suite(suite_name)
+        for name in method_names(include_stages=True):
+            spec = get_method(name)
+            if all(need in suite.provides for need in spec.needs):
+                for scale in SCALES:
+                    assert setting_problems(spec.resolve_config(scale, suite)) == {}, (suite_name, name, scale)
 
 
 def test_method_needing_data_the_suite_lacks_is_refused(tmp_path, monkeypatch):
@@ -107,6 +143,7 @@ def test_method_needing_data_the_suite_lacks_is_refused(tmp_path, monkeypatch):
     (["--methods", "sac", "--suite", SUITE, "--slurm-partition", "gpu"], "only applies with --executor slurm"),
     (["--methods", "sac", "--suite", SUITE, "--seeds", "-3"], "--seeds"),
     (["--methods", "sac", "--suite", SUITE, "--set", "sac.batch_size=x"], "expected int"),
+    (["--methods", "sac", "--suite", SUITE, "--set", "sac.gamma=2"], "--set sac.gamma=2.0: must be in (0, 1]"),
 ])
 def test_cli_usage_errors_exit_2_with_one_line(tmp_path, args, fragment):
     res = cli(*args, results=tmp_path)
