@@ -193,6 +193,8 @@ def build_grid(methods: str, suite: str, seeds: str, scale: str = "smoke", overr
         for field, problem in setting_problems(resolved).items():
             if field in values:
                 raise UsageError(f"--set {name}.{problem}")
+            if "," in field:  # two settings that cannot go together
+                raise UsageError(f"{name}: {problem} (--set {name}.FIELD=VALUE)")
             raise UsageError(f"{name} at scale {scale!r} on {suite!r}: {problem} (from the method's defaults or "
                              f"methods/small_scale.yaml); set it with --set {name}.{field}=VALUE")
         config = dataclasses.asdict(resolved)
