@@ -55,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+ZERO_ALLOWED = ("slurm_gpus_per_job", "slurm_max_num_timeout")  # SLURM count flags that may be 0
+
+
 def print_list() -> None:
     from methods import get_method, method_names
     from methods.base import SCALES
@@ -99,8 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         if slurm and args.executor != "slurm":
             flag = "--" + next(iter(slurm)).replace("_", "-")
             raise UsageError(f"{flag} only applies with --executor slurm; add it or drop the flag")
-        if args.max_parallel < 1:
-            raise UsageError(f"--max-parallel {args.max_parallel}: must be at least 1")
+        counts = {"--max-parallel": (args.max_parallel, 1), "--timeout-min": (args.timeout_min, 1)}
+        for key, value in slurm.items():  # the SLURM counts: 0 GPUs and 0 requeues are valid choices
+            if isinstance(value, int):
+                counts["--" + key.replace("_", "-")] = (value, 0 if key in ZERO_ALLOWED else 1)
+        for flag, (value, least) in counts.items():
+            if value < least:
+                raise UsageError(f"{flag} {value}: must be at least {least}")
         device = args.device if args.dry_run else job_device(args.device, args.executor, slurm)
         grid = build_grid(args.methods, args.suite, args.seeds, args.scale, args.overrides, args.grid, args.results,
                           threads=args.threads_per_job, device=device)

@@ -145,6 +145,9 @@ def test_method_needing_data_the_suite_lacks_is_refused(tmp_path, monkeypatch):
     (["--methods", "sac", "--suite", SUITE, "--seeds", "-3"], "--seeds"),
     (["--methods", "sac", "--suite", SUITE, "--set", "sac.batch_size=x"], "expected int"),
     (["--methods", "sac", "--suite", SUITE, "--set", "sac.gamma=2"], "--set sac.gamma=2.0: must be in (0, 1]"),
+    (["--methods", "sac", "--suite", SUITE, "--timeout-min", "0"], "--timeout-min 0: must be at least 1"),
+    (["--methods", "sac", "--suite", SUITE, "--executor", "slurm", "--slurm-cpus-per-job", "0", "--dry-run"],
+     "--slurm-cpus-per-job 0: must be at least 1"),
 ])
 def test_cli_usage_errors_exit_2_with_one_line(tmp_path, args, fragment):
     res = cli(*args, results=tmp_path)
