@@ -126,7 +126,8 @@ def scan_grid(root: str | Path) -> Grid:
     """Every run directory under `root` = results/<grid>; stage directories (`_shared/`, "stage": true) skipped."""
     root = Path(root)
     if not root.is_dir():
-        raise AnalysisError(f"results folder {root} does not exist; pass a grid folder such as results/small")
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise AnalysisError(f"results folder {root} {what}; pass a grid folder such as results/small")
     runs = []
     for suite_dir in _subdirs(root):
         for method_dir in _subdirs(suite_dir):

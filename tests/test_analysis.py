@@ -182,7 +182,10 @@ def test_missing_methods_and_seeds_are_reported(tmp_path):
 def test_bad_input_gives_one_line_errors(tmp_path, capsys):
     assert report.main([str(tmp_path / "nope"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: results folder") and "\n" not in err
+    assert err.startswith("error: results folder") and "does not exist" in err and "\n" not in err
+    (tmp_path / "a-file.csv").write_text("x\n")
+    with pytest.raises(AnalysisError, match="is a file, not a folder"):
+        scan_grid(tmp_path / "a-file.csv")
     (tmp_path / "empty").mkdir()
     with pytest.raises(AnalysisError, match="no run directories"):
         scan_grid(tmp_path / "empty")
