@@ -27,6 +27,8 @@ from torch.utils import flop_counter
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from methods.base import SCALES
+
 
 def interleaved(fns: dict[str, Callable[[], None]], min_block_s: float = 0.4, rounds: int = 9,
                 warmup_s: float = 1.0) -> dict[str, list[float]]:
@@ -205,22 +207,41 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, obs_dim: int, act_dim: i
                   f"prior outputs stored with the transitions)", statistics.median(blocks["update"]), flops, rate, eff))
 
 
+def _at_least(least: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value}: must be at least {least}")
+        return value
+    parse.__name__ = "int"  # argparse names the type in its error message
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
     u = sub.add_parser("update", help="gradient-update throughput of a method's learner")
     u.add_argument("--method", required=True, choices=("sac", "spirl", "simpl"))
-    u.add_argument("--scale", default="paper", help="simpl: the scale whose meta-training step is timed")
+    u.add_argument("--scale", default="paper", choices=SCALES,
+                   help="simpl: the scale whose meta-training step is timed")
     u.add_argument("--suite", default="maze-tiny", help="env used for shapes and the SB3 comparison")
-    u.add_argument("--hidden", type=int, default=256)
-    u.add_argument("--n-hidden", type=int, default=2, help="hidden layers (SB3's default net is 2 x 256)")
-    u.add_argument("--batch", type=int, default=256)
-    u.add_argument("--threads", type=int, default=1)
+    u.add_argument("--hidden", type=_at_least(1), default=256)
+    u.add_argument("--n-hidden", type=_at_least(1), default=2, help="hidden layers (SB3's default net is 2 x 256)")
+    u.add_argument("--batch", type=_at_least(1), default=256)
+    u.add_argument("--threads", type=_at_least(1), default=1)
     e = sub.add_parser("env", help="env steps/s and offline-data generation throughput")
     e.add_argument("domain", choices=("maze", "kitchen"))
     e.add_argument("rest", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
+    if args.what == "update":
+        from tasks import get_suite
+        from tasks.base import UnknownSuiteError
+
+        try:
+            get_suite(args.suite)
+        except UnknownSuiteError as e:
+            p.error(e.args[0])
     if args.what == "env":
         import importlib
 

@@ -22,3 +22,16 @@ def test_interleaved_times_every_function_once_per_round():
     assert [len(v) for v in out.values()] == [3, 3] and all(s >= 0 for v in out.values() for s in v)
     timed_calls = calls[6:]  # after each function's 3 warm-up calls, blocks of 1 call alternate
     assert timed_calls == ["a", "b"] * 3
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["update", "--method", "simpl", "--suite", "nope"], "unknown suite 'nope'"),
+    (["update", "--method", "simpl", "--scale", "huge"], "invalid choice: 'huge'"),
+    (["update", "--method", "sac", "--hidden", "0"], "--hidden: 0: must be at least 1"),
+])
+def test_bad_input_is_an_argparse_error_before_anything_is_built(args, fragment, capsys):
+    from harness.bench import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2 and fragment in capsys.readouterr().err.splitlines()[-1]
