@@ -104,10 +104,14 @@ def main(argv: list[str] | None = None) -> None:
 
     from harness.context import load_checked
     from tasks import get_suite
+    from tasks.base import UnknownSuiteError
     from tasks.maze.env import make_maze_env
     from tasks.maze.render import draw_maze, suite_layout
 
-    suite = get_suite(args.suite)
+    try:
+        suite = get_suite(args.suite)
+    except UnknownSuiteError as e:
+        sys.exit(f"error: {e.args[0]}")
     if suite.domain != "maze":
         sys.exit(f"error: suite {args.suite!r} is not a maze suite; skills_show draws maze rollouts only")
     if args.artifact is not None:

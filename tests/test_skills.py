@@ -328,3 +328,16 @@ def test_bad_offline_data_gives_a_clear_error(tmp_path):
         run(make_ctx(fake_suite([]), tmp_path, cfg))
     with pytest.raises(ValueError, match="not a skill-model artifact"):
         load_skill_model({"config": {}})
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["nope"], "error: unknown suite 'nope'"),
+    (["kitchen-tiny"], "is not a maze suite"),
+    (["maze-tiny", "--artifact", "/nonexistent/skill_model.pt"], "does not exist"),
+])
+def test_skills_show_bad_input_is_one_line(args, fragment):
+    from methods.skills_show import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert str(exit_info.value).startswith("error: ") and fragment in str(exit_info.value)
