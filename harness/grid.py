@@ -193,7 +193,10 @@ def build_grid(methods: str, suite: str, seeds: str, scale: str = "smoke", overr
         for field, problem in setting_problems(resolved).items():
             if field in values:
                 raise UsageError(f"--set {name}.{problem}")
-            if "," in field:  # two settings that cannot go together
+            pair_set = [f for f in field.split(",") if f in values] if "," in field else []
+            if pair_set:  # two settings that cannot go together, one of them set on the command line
+                raise UsageError(f"--set {name}.{pair_set[0]}={values[pair_set[0]]}: {problem}")
+            if "," in field:
                 raise UsageError(f"{name}: {problem} (--set {name}.FIELD=VALUE)")
             raise UsageError(f"{name} at scale {scale!r} on {suite!r}: {problem} (from the method's defaults or "
                              f"methods/small_scale.yaml); set it with --set {name}.{field}=VALUE")
