@@ -83,20 +83,20 @@ _RULES: dict[str, tuple[str, Callable[[float], bool]]] = {
 }
 SETTING_RULES: dict[str, str] = {
     **dict.fromkeys((
-        # sizes, counts and intervals
+        # sizes, counts and intervals (PEARL's initial and prior episodes are what fill its task buffers)
         "batch_size", "buffer_size", "checkpoint_every", "conditioning_episodes", "context_size", "decoder_layers",
         "e_dim", "encoder_buffer_size", "encoder_heads", "encoder_hidden_dim", "encoder_inducing",
         "encoder_lstm_units", "episodes", "epoch_cycles", "epochs", "eval_every", "hidden_dim", "horizon",
-        "iterations", "meta_train_episodes", "n_eval_episodes", "n_eval_windows", "n_post_tasks", "n_steps",
-        "post_context_size", "prior_context_size", "prior_layers", "reuse_rate", "rollout_episodes",
-        "tasks_per_iteration", "tasks_per_step", "z_dim",
+        "initial_episodes", "iterations", "meta_train_episodes", "n_eval_episodes", "n_eval_windows", "n_post_tasks",
+        "n_prior_tasks", "n_steps", "post_context_size", "prior_context_size", "prior_episodes", "prior_layers",
+        "reuse_rate", "rollout_episodes", "tasks_per_iteration", "tasks_per_step", "z_dim",
         # step sizes, and coefficients kept as logarithms or used as clip bounds
         "lr", "alpha_lr", "coef_lr", "alpha_init", "alpha_init_large", "alpha_init_small", "enc_coef_init_large",
         "enc_coef_init_small", "kl_clip", "init_grad_clip"), "positive"),
     **dict.fromkeys((
-        "n_hidden", "encoder_n_hidden", "initial_episodes", "learning_starts", "n_prior_tasks", "n_probe_episodes",
-        "posterior_episodes", "prior_episodes", "init_grad_clip_steps", "beta", "kl_lambda", "target_kl",
-        "target_kl_large", "target_kl_small", "enc_target_kl_large", "enc_target_kl_small"), "non-negative"),
+        "n_hidden", "encoder_n_hidden", "learning_starts", "n_probe_episodes", "posterior_episodes",
+        "init_grad_clip_steps", "beta", "kl_lambda", "target_kl", "target_kl_large", "target_kl_small",
+        "enc_target_kl_large", "enc_target_kl_small"), "non-negative"),
     "gamma": "unit", "tau": "unit",
     "heldout_fraction": "fraction",
     "target_entropy_per_dim": "finite",

@@ -87,7 +87,8 @@ def test_all_expands_to_every_registered_method(tmp_path):
     ({"overrides": ["sac.episodes=-5"]}, r"sac.episodes=-5: must be"),
     ({"overrides": ["sac.buffer_size=100"]},
      r"^--set sac.buffer_size=100: batch_size=\d+ > buffer_size=100: .* would never train"),
-    ({"methods": "simpl", "overrides": ["simpl-meta.n_prior_tasks=-1"]}, r"n_prior_tasks=-1: must be .*>= 0"),
+    ({"methods": "simpl", "overrides": ["simpl-meta.n_prior_tasks=0"]}, r"n_prior_tasks=0: must be a finite .* > 0"),
+    ({"methods": "pearl", "overrides": ["pearl-meta.kl_lambda=-1"]}, r"kl_lambda=-1.0: must be a finite number >= 0"),
 ])
 def test_usage_errors_name_the_problem(tmp_path, kwargs, fragment):
     args = {"methods": "sac", "suite": SUITE, "seeds": "1", "scale": "smoke", "overrides": []} | kwargs
