@@ -190,16 +190,13 @@ def build_grid(methods: str, suite: str, seeds: str, scale: str = "smoke", overr
         spec = specs[name]
         values = {k: _coerce(spec, k, v) for k, v in parsed.get(name, {}).items()}
         resolved = spec.resolve_config(scale, suite_obj, values)
-        for field, problem in setting_problems(resolved).items():
-            if field in values:
-                raise UsageError(f"--set {name}.{problem}")
-            pair_set = [f for f in field.split(",") if f in values] if "," in field else []
-            if pair_set:  # two settings that cannot go together, one of them set on the command line
-                raise UsageError(f"--set {name}.{pair_set[0]}={values[pair_set[0]]}: {problem}")
-            if "," in field:
-                raise UsageError(f"{name}: {problem} (--set {name}.FIELD=VALUE)")
+        for fields, problem in setting_problems(resolved).items():
+            overridden = [f for f in fields if f in values]
+            if overridden:  # name the --set that did it (a single field's problem starts with FIELD=VALUE)
+                raise UsageError(f"--set {name}." + (problem if len(fields) == 1 else
+                                                     f"{overridden[0]}={values[overridden[0]]}: {problem}"))
             raise UsageError(f"{name} at scale {scale!r} on {suite!r}: {problem} (from the method's defaults or "
-                             f"methods/small_scale.yaml); set it with --set {name}.{field}=VALUE")
+                             f"methods/small_scale.yaml); set a valid value with --set {name}.FIELD=VALUE")
         config = dataclasses.asdict(resolved)
         key = spec.share_key(suite_obj) if spec.share_key else suite
         job_id = job_id_of(name, key, seed, scale, config, shard)

@@ -103,21 +103,21 @@ SETTING_RULES: dict[str, str] = {
 }
 
 
-def setting_problems(config: Any) -> dict[str, str]:
-    """field -> 'FIELD=VALUE: must be RULE' for every numeric field of a config dataclass outside its range
-    (SETTING_RULES; fields without a rule, e.g. a plugin's, and None values are not checked), and
-    'FIELD,FIELD' -> a sentence for a pair of settings that cannot go together."""
+def setting_problems(config: Any) -> dict[tuple[str, ...], str]:
+    """(fields) -> 'FIELD=VALUE: must be RULE' for every numeric field of a config dataclass outside its range
+    (SETTING_RULES; fields without a rule, e.g. a plugin's, and None values are not checked), then a sentence for
+    each pair of settings that cannot go together."""
     problems = {}
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if f.name in SETTING_RULES and isinstance(value, (int, float)) and not isinstance(value, bool):
             text, ok = _RULES[SETTING_RULES[f.name]]
             if not ok(value):
-                problems[f.name] = f"{f.name}={value}: must be {text}"
+                problems[(f.name,)] = f"{f.name}={value}: must be {text}"
     # A target-task learner (a config with `episodes`) trains once its replay buffer holds a batch
     if all(hasattr(config, n) for n in ("episodes", "batch_size", "buffer_size")) and not problems \
             and config.batch_size > config.buffer_size:
-        problems["batch_size,buffer_size"] = (
+        problems[("batch_size", "buffer_size")] = (
             f"batch_size={config.batch_size} > buffer_size={config.buffer_size}: the learner trains once its replay "
             f"buffer holds a batch, so it would never train; lower batch_size or raise buffer_size")
     return problems
