@@ -114,12 +114,20 @@ def setting_problems(config: Any) -> dict[tuple[str, ...], str]:
             text, ok = _RULES[SETTING_RULES[f.name]]
             if not ok(value):
                 problems[(f.name,)] = f"{f.name}={value}: must be {text}"
+    if problems:  # the pairs below compare valid values only
+        return problems
     # A target-task learner (a config with `episodes`) trains once its replay buffer holds a batch
-    if all(hasattr(config, n) for n in ("episodes", "batch_size", "buffer_size")) and not problems \
+    if all(hasattr(config, n) for n in ("episodes", "batch_size", "buffer_size")) \
             and config.batch_size > config.buffer_size:
         problems[("batch_size", "buffer_size")] = (
             f"batch_size={config.batch_size} > buffer_size={config.buffer_size}: the learner trains once its replay "
             f"buffer holds a batch, so it would never train; lower batch_size or raise buffer_size")
+    # Meta-RL methods spend their first episodes on a target task conditioning (they count in `episodes`)
+    if all(hasattr(config, n) for n in ("episodes", "conditioning_episodes")) \
+            and config.conditioning_episodes > config.episodes:
+        problems[("conditioning_episodes", "episodes")] = (
+            f"conditioning_episodes={config.conditioning_episodes} > episodes={config.episodes}: the run would end "
+            f"before its conditioning does and never adapt; episodes include the conditioning episodes")
     return problems
 
 

@@ -85,6 +85,8 @@ def test_all_expands_to_every_registered_method(tmp_path):
     ({"overrides": ["sac.gamma=1.5"]}, r"sac.gamma=1.5: must be in \(0, 1\]"),
     ({"overrides": ["sac.lr=.nan"]}, r"sac.lr=nan: must be a finite number > 0"),
     ({"overrides": ["sac.episodes=-5"]}, r"sac.episodes=-5: must be"),
+    ({"methods": "simpl", "overrides": ["simpl.episodes=10"]},
+     r"^--set simpl.episodes=10: conditioning_episodes=20 > episodes=10: .* never adapt"),
     ({"overrides": ["sac.buffer_size=100"]},
      r"^--set sac.buffer_size=100: batch_size=\d+ > buffer_size=100: .* would never train"),
     ({"methods": "simpl", "overrides": ["simpl-meta.n_prior_tasks=0"]}, r"n_prior_tasks=0: must be a finite .* > 0"),
