@@ -184,9 +184,7 @@ def _skill_model(facts: Facts, skills):
 def _filled(buffer, n: int = 8):
     """A few random rows, so that sampling a batch works. The values must be finite: the actor step routes each row
     through the Q net that gives its minimum (`TwinQ.min_q`), and a NaN row goes through both."""
-    obs_dim, act_dim = buffer.obs.shape[1], buffer.action.shape[1]
-    buffer.add_many(torch.randn(n, obs_dim), torch.randn(n, act_dim), torch.rand(n), torch.randn(n, obs_dim),
-                    torch.zeros(n))
+    buffer.add_many(*_random_rows(n, buffer.obs.shape[1], buffer.action.shape[1]).values())
     return buffer
 
 
@@ -219,7 +217,7 @@ def skill_sac_update(settings, facts: Facts, skills, context_dim: int = 0) -> Ca
 
 
 def _random_rows(n: int, obs_dim: int, z_dim: int) -> dict[str, torch.Tensor]:
-    """n random skill-space transitions: what a learner's `add` takes."""
+    """n random transitions, fields in `ReplayBuffer.add_many`'s order: what a skill-space learner's `add` takes."""
     return {"obs": torch.randn(n, obs_dim), "z": torch.randn(n, z_dim), "reward": torch.rand(n),
             "next_obs": torch.randn(n, obs_dim), "terminated": torch.zeros(n)}
 

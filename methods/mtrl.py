@@ -221,9 +221,8 @@ def run_distill(ctx: "JobContext") -> None:
     while distiller.steps < cfg.n_steps:
         stats = distiller.step()
         bar.update(1)
-        if distiller.steps % cfg.eval_every == 0:
-            check_finite(stats, f"mtrl-distill step {distiller.steps}")
         if distiller.steps % cfg.eval_every == 0 or distiller.steps == cfg.n_steps:
+            check_finite(stats, f"mtrl-distill step {distiller.steps}")
             log_rows.append({"step": distiller.steps, **stats, "heldout_kl": float(distiller.heldout_kl().mean())})
             store.write_csv(ctx.run_dir / DISTILL_LOG, log_rows)
             bar.set_postfix(heldout_kl=f"{log_rows[-1]['heldout_kl']:.3f}", alpha=f"{stats['alpha']:.3g}")

@@ -296,7 +296,6 @@ class PEARLMetaTrainer:
                 sums[key] = sums.get(key, 0.0) + value
         self.update_seconds += time.perf_counter() - start
         self.iteration += 1
-        check_finite({k: float(v) / n_updates for k, v in sums.items()}, f"pearl-meta iteration {self.iteration}")
         collect_s, update_s = self.collect_seconds - collect_before, self.update_seconds - update_before
         row = {"iteration": self.iteration, "env_steps": self.env_steps, "updates": self.updates,
                **{k: float(v) / n_updates for k, v in sums.items()}, "alpha": self.core.alpha.item(),
@@ -306,6 +305,7 @@ class PEARLMetaTrainer:
                "env_steps_per_s": new_steps / max(collect_s, 1e-9),
                "updates_per_s": (self.updates - updates_before) / max(update_s, 1e-9),
                "wall_s": time.perf_counter() - wall}
+        check_finite({k: row[k] for k in sums}, f"pearl-meta iteration {self.iteration}")
         self.log_rows.append(row)
         return row
 

@@ -231,7 +231,7 @@ def bench_meta_step(suite_name: str, scale: str, warmup_s: float = 1.0, blocks: 
     torch.set_num_threads(1)
     try:
         learner = build_bench_learner(suite_name, scale)
-        gflop = count_flops(learner.update) / 1e9
+        flops = count_flops(learner.update)
         ops = count_ops(learner.update)
         mm, mm_flops = mm_call()
         timing = interleaved({"step": learner.update, "mm": mm}, min_block_s=0.2, rounds=blocks, warmup_s=warmup_s)
@@ -240,7 +240,7 @@ def bench_meta_step(suite_name: str, scale: str, warmup_s: float = 1.0, blocks: 
     cfg = learner.cfg
     rows = (cfg.n_prior_tasks + cfg.n_post_tasks) * cfg.batch_size
     seconds, rate = statistics.median(timing["step"]), mm_flops / statistics.median(timing["mm"])
-    eff = efficiency(round(gflop * 1e9), timing["step"], mm_flops, timing["mm"])
+    gflop, eff = flops / 1e9, efficiency(flops, timing["step"], mm_flops, timing["mm"])
     print(f"simpl step [{suite_name}, {scale}]: {seconds:.4g} s/step, {rows} rows/step, {gflop:.4g} GFLOP/step, "
           f"efficiency {eff:.2f} (of torch.mm at {rate / 1e9:.0f} GFLOP/s)", flush=True)
 
@@ -251,7 +251,7 @@ def bench_meta_step(suite_name: str, scale: str, warmup_s: float = 1.0, blocks: 
     n_tasks, epochs = learner.n_tasks, n_epochs(cfg, learner.n_tasks)
     steps = epochs * steps_per_epoch(cfg, 2 * n_tasks * math.ceil(suite.horizon / learner.model.horizon))
     core_hours = steps * seconds / 3600
-    gpu_hours = steps * (gflop * 1e9 / ASSUMED_GPU_FLOPS + ops * ASSUMED_GPU_SECONDS_PER_OP) / 3600
+    gpu_hours = steps * (flops / ASSUMED_GPU_FLOPS + ops * ASSUMED_GPU_SECONDS_PER_OP) / 3600
     reference = REFERENCE_EPOCHS[suite.domain] / epochs
     print(f"simpl meta-training [{suite_name}, {scale}]: {epochs} epochs x <={steps // epochs} steps = {steps} steps; "
           f"gradient steps alone: {core_hours:.3g} core-hours of this CPU, ~{gpu_hours:.2g} GPU-hours (assumed "
