@@ -79,8 +79,9 @@ def probe_conditioning(run_dir: str | Path, repeats: int = 3, n_eval: int = 10, 
     """A finished simpl-meta run, before any fine-tuning: for every task of `kinds`, `repeats` times, the `simpl`
     method's conditioning episodes (e ~ N(0, I); their number at the run's scale unless `conditioning_episodes`)
     then `n_eval` deterministic episodes of π(z | s, e*), `n_eval` sampled ones (what fine-tuning collects and
-    its critic learns from), and `n_eval` episodes of skills sampled from the skill prior p(z | s) alone (where
-    SPiRL starts). One row per (task, repeat): rewarded conditioning episodes and the three success rates.
+    its critic learns from), and `n_eval` episodes each of skills sampled from the skill prior p(z | s) alone (where
+    SPiRL starts) and of the prior's mean skill (the control for π(z | s, e*)'s mean). One row per (task, repeat):
+    rewarded conditioning episodes and the four success rates.
 
     Why: SiMPL is fast only if π(·, e*) already succeeds after conditioning, and its fine-tuning keeps that only if
     the episodes it samples are rewarded; the curve mixes that with what fine-tuning does next (results/README.md,
@@ -122,17 +123,18 @@ def probe_conditioning(run_dir: str | Path, repeats: int = 3, n_eval: int = 10, 
                 sampled = sum(learner.learner.rollout(env, deterministic=False)[0].success  # nothing stored
                               for _ in range(n_eval)) / n_eval
                 prior = sum(prior_episode_success(env, model) for _ in range(n_eval)) / n_eval
+                prior_mean = sum(prior_episode_success(env, model, deterministic=True) for _ in range(n_eval)) / n_eval
                 rows.append({"kind": kind, "task_index": ti, "task": task.name, "repeat": rep,
                              "rewarded_conditioning": hits, "conditioning_episodes": cfg.conditioning_episodes,
                              "e_star_success": success, "e_star_sampled_success": sampled,
-                             "prior_sampled_success": prior})
+                             "prior_sampled_success": prior, "prior_mean_success": prior_mean})
                 env.close()
     return pd.DataFrame(rows)
 
 
-def prior_episode_success(env, model) -> bool:
-    """One episode of skills sampled from the skill prior p(z | s) (torch's global RNG), decoded by the skill
-    policy: whether it reached the task's goal."""
+def prior_episode_success(env, model, deterministic: bool = False) -> bool:
+    """One episode of skills from the skill prior p(z | s), sampled (torch's global RNG) or its mean, decoded by
+    the skill policy: whether it reached the task's goal."""
     import torch
 
     from methods.skill_model import run_skill
@@ -142,17 +144,18 @@ def prior_episode_success(env, model) -> bool:
     while not done:
         with torch.no_grad():
             mean, std = model.prior_dist(torch.as_tensor(obs, dtype=torch.float32)[None])
-        obs, _, terminated, truncated, info, _ = run_skill(env, obs, mean + std * torch.randn_like(mean), model)
+        z = mean if deterministic else mean + std * torch.randn_like(mean)
+        obs, _, terminated, truncated, info, _ = run_skill(env, obs, z, model)
         success, done = success or bool(info.get("success", False)), terminated or truncated
     return success
 
 
 def probe_summary(table) -> str:
     """Per kind of task: mean rewarded conditioning episodes, e*-conditioned success (deterministic and sampled) and
-    the skill prior's sampled success; then the deterministic success split by whether any conditioning episode was
+    the skill prior's (sampled and its mean); then the deterministic success split by whether any conditioning episode was
     rewarded."""
     by_kind = table.groupby("kind", sort=False)[["rewarded_conditioning", "e_star_success", "e_star_sampled_success",
-                                                 "prior_sampled_success"]].mean()
+                                                 "prior_sampled_success", "prior_mean_success"]].mean()
     split = table.assign(any_rewarded=table["rewarded_conditioning"] > 0).groupby(
         ["kind", "any_rewarded"], sort=False)["e_star_success"].agg(["mean", "count"])
     return by_kind.round(2).to_string() + "\n\n" + split.round(2).to_string()

@@ -272,7 +272,7 @@ def test_meta_training_resumes_bit_exactly_and_logs_its_trace(tmp_path, skills_d
     table = probe_conditioning(straight, repeats=2, n_eval=2, kinds=("target",), conditioning_episodes=3)
     assert list(table["task"]) == [t.name for t in suite.target_tasks for _ in range(2)]
     assert (table["conditioning_episodes"] == 3).all() and table["rewarded_conditioning"].between(0, 3).all()
-    for column in ("e_star_success", "e_star_sampled_success", "prior_sampled_success"):
+    for column in ("e_star_success", "e_star_sampled_success", "prior_sampled_success", "prior_mean_success"):
         assert table[column].isin([0.0, 0.5, 1.0]).all()
     assert "any_rewarded" in probe_summary(table)
     assert simpl_show_main(["probe", str(tmp_path)]) == 2  # not a simpl-meta run: one line, no traceback
