@@ -152,8 +152,8 @@ def prior_episode_success(env, model, deterministic: bool = False) -> bool:
 
 def probe_summary(table) -> str:
     """Per kind of task: mean rewarded conditioning episodes, e*-conditioned success (deterministic and sampled) and
-    the skill prior's (sampled and its mean); then the deterministic success split by whether any conditioning episode was
-    rewarded."""
+    the skill prior's (sampled and its mean); then the deterministic success split by whether any conditioning
+    episode was rewarded."""
     by_kind = table.groupby("kind", sort=False)[["rewarded_conditioning", "e_star_success", "e_star_sampled_success",
                                                  "prior_sampled_success", "prior_mean_success"]].mean()
     split = table.assign(any_rewarded=table["rewarded_conditioning"] > 0).groupby(
