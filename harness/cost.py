@@ -216,9 +216,10 @@ def skill_sac_update(settings, facts: Facts, skills, context_dim: int = 0) -> Ca
     return lambda: learner.core.update(learner.buffer.sample(settings.batch_size))
 
 
-def _random_rows(n: int, obs_dim: int, z_dim: int) -> dict[str, torch.Tensor]:
-    """n random transitions, fields in `ReplayBuffer.add_many`'s order: what a skill-space learner's `add` takes."""
-    return {"obs": torch.randn(n, obs_dim), "z": torch.randn(n, z_dim), "reward": torch.rand(n),
+def _random_rows(n: int, obs_dim: int, action_dim: int) -> dict[str, torch.Tensor]:
+    """n random transitions, fields in `ReplayBuffer.add_many`'s order: what a skill-space learner's `add` takes
+    (its action is the skill z); `.values()` are `add_many`'s positional arguments for a flat buffer."""
+    return {"obs": torch.randn(n, obs_dim), "z": torch.randn(n, action_dim), "reward": torch.rand(n),
             "next_obs": torch.randn(n, obs_dim), "terminated": torch.zeros(n)}
 
 
