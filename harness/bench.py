@@ -3,6 +3,7 @@
     python -m harness.bench update --method sac            # our SAC update vs stable-baselines3's, same sizes
     python -m harness.bench update --method spirl          # the skill-space (prior-KL) update
     python -m harness.bench update --method simpl --suite maze-40 --scale paper   # one SiMPL meta-training step
+    python -m harness.bench update --method simpl --suite maze-40 --ops 30   # ... and its 30 slowest operators
     python -m harness.bench env maze                       # env steps/s, offline-data generation throughput
     python -m harness.bench env kitchen
 
@@ -113,13 +114,76 @@ def count_ops(fn: Callable[[], None]) -> int:
     return counter.ops
 
 
+@dataclasses.dataclass
+class OpTime:
+    """One operator at one set of input shapes, per call of the timed function."""
+    op: str
+    shapes: tuple
+    calls: int
+    seconds: float
+    flops: int  # matmul FLOPs by torch's formulas (0 for everything else)
+
+
+class _OpTimer(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.acc: dict[tuple, list] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        t0 = time.perf_counter()
+        out = func(*args, **kwargs)
+        seconds = time.perf_counter() - t0
+        key = (func, tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor)))
+        entry = self.acc.get(key)
+        if entry is None:
+            packet = func.overloadpacket
+            formula = flop_counter.flop_registry.get(packet)
+            if packet in _CPU_ATTENTION_FLOPS:
+                formula = flop_counter.shape_wrapper(_CPU_ATTENTION_FLOPS[packet])
+            flops = formula(*args, **kwargs, out_val=out) if formula is not None else 0
+            entry = self.acc[key] = [0, 0.0, flops]
+        entry[0] += 1
+        entry[1] += seconds
+        return out
+
+
+def op_times(fn: Callable[[], None], calls: int = 2) -> list[OpTime]:
+    """Wall time of every operator `fn` runs, timed where it runs (a dispatch mode around each kernel, ~µs per op of
+    its own), per call of `fn`, slowest first. They add up to about the call's own wall time (maze-40 paper step:
+    4.49 s in operators, 4.36 s a step), where a torch.profiler trace of one step on this VM ran 5.4 s against 4.3 s
+    unprofiled, its excess falling on the memory-bound operators (docs/simpl-meta-step.md, session 17)."""
+    timer = _OpTimer()
+    with timer:
+        for _ in range(calls):
+            fn()
+    rows = [OpTime(str(func).removeprefix("aten.").removesuffix(".default"), shapes, n // calls, sec / calls, flops)
+            for (func, shapes), (n, sec, flops) in timer.acc.items()]
+    return sorted(rows, key=lambda r: -r.seconds)
+
+
+def print_op_times(rows: list[OpTime], total_seconds: float, top: int) -> None:
+    """The `top` slowest (operator, shapes), then the same time summed by operator."""
+    scale, unit = (1e3, "ms") if total_seconds >= 0.1 else (1e6, "us")
+    print(f"top {top} operators by time where they run ({sum(r.seconds for r in rows) * scale:.0f} {unit} in "
+          f"operators, per call of {total_seconds * scale:.0f} {unit}); GFLOP/s for the products:")
+    for r in rows[:top]:
+        rate = f"{r.flops * r.calls / r.seconds / 1e9:6.1f} GFLOP/s" if r.flops and r.seconds else " " * 14
+        print(f"  {r.seconds * scale:8.1f} {unit} {r.calls:4d}x {rate}  {r.op} {list(r.shapes)}")
+    by_op: dict[str, float] = {}
+    for r in rows:
+        by_op[r.op] = by_op.get(r.op, 0.0) + r.seconds
+    print("  by operator: " + ", ".join(f"{op} {sec * scale:.0f} {unit}"
+                                        for op, sec in sorted(by_op.items(), key=lambda x: -x[1])[:12]))
+
+
 def _report(name: str, seconds: float, flops: int, rate: float, eff: float) -> str:
     return (f"{name}: {1 / seconds:8.1f} updates/s ({seconds * 1e3:.2f} ms), {flops / 1e6:.0f} MFLOP/update, "
             f"{flops / seconds / 1e9:.1f} GFLOP/s = {eff:.0%} of torch.mm ({rate / 1e9:.0f} GFLOP/s)")
 
 
 # --- update benchmarks ----------------------------------------------------------------------------------------
-def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str) -> None:
+def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops: int = 0) -> None:
     """Our SAC update and train loop against stable-baselines3's on the same env, networks and batch, one thread.
 
     Each pair (update alone, train loop) is timed in alternating blocks; the ratio printed is the median over
@@ -168,6 +232,8 @@ def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str) -> None:
     ratio = {k: med(b / a for a, b in zip(v["ours"], v["sb3"])) for k, v in (("update", update), ("loop", loop))}
     print(f"ratio vs sb3: {ratio['loop']:.2f} (train loop), {ratio['update']:.2f} (update alone); medians of "
           f"{len(update['ours'])} and {len(loop['ours'])} alternating blocks")
+    if top_ops:
+        print_op_times(op_times(lambda: core.update(buf.sample(batch)), calls=50), med(update["ours"]), top_ops)
 
 
 def _sb3_sac(env, hidden: int, n_hidden: int, batch: int):
@@ -184,7 +250,7 @@ def _sb3_sac(env, hidden: int, n_hidden: int, batch: int):
     return model
 
 
-def bench_spirl(hidden: int, n_hidden: int, batch: int, obs_dim: int, act_dim: int) -> None:
+def bench_spirl(hidden: int, n_hidden: int, batch: int, obs_dim: int, act_dim: int, top_ops: int = 0) -> None:
     from methods.common.replay import ReplayBuffer
     from methods.common.skill_policy import SkillSACSettings, SkillSpaceLearner
     from methods.skill_model import SkillModel, SkillModelConfig
@@ -205,6 +271,9 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, obs_dim: int, act_dim: i
     rate, eff = mm_flops / statistics.median(blocks["mm"]), efficiency(flops, blocks["update"], mm_flops, blocks["mm"])
     print(_report(f"spirl update (prior-KL SAC over skills, {n_hidden}x{hidden}, batch {batch}, obs {obs_dim}, "
                   f"prior outputs stored with the transitions)", statistics.median(blocks["update"]), flops, rate, eff))
+    if top_ops:
+        print_op_times(op_times(lambda: learner.core.update(buf.sample(batch)), calls=50),
+                       statistics.median(blocks["update"]), top_ops)
 
 
 def _at_least(least: int) -> Callable[[str], int]:
@@ -230,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--n-hidden", type=_at_least(1), default=2, help="hidden layers (SB3's default net is 2 x 256)")
     u.add_argument("--batch", type=_at_least(1), default=256)
     u.add_argument("--threads", type=_at_least(1), default=1)
+    u.add_argument("--ops", type=_at_least(0), default=0, metavar="N",
+                   help="also print the N slowest operators of one update, timed where they run")
     e = sub.add_parser("env", help="env steps/s and offline-data generation throughput")
     e.add_argument("domain", choices=("maze", "kitchen"))
     e.add_argument("rest", nargs=argparse.REMAINDER)
@@ -254,15 +325,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.method == "simpl":
         from methods.simpl import bench_meta_step
 
-        bench_meta_step(args.suite, args.scale)
+        bench_meta_step(args.suite, args.scale, top_ops=args.ops)
     elif args.method == "sac":
-        bench_sac(args.hidden, args.n_hidden, args.batch, args.suite)
+        bench_sac(args.hidden, args.n_hidden, args.batch, args.suite, top_ops=args.ops)
     else:
         from tasks import get_suite
 
         suite = get_suite(args.suite)
         env = suite.make_env(suite.target_tasks[0])
-        bench_spirl(args.hidden, args.n_hidden, args.batch, env.observation_space.shape[0], env.action_space.shape[0])
+        bench_spirl(args.hidden, args.n_hidden, args.batch, env.observation_space.shape[0], env.action_space.shape[0],
+                    top_ops=args.ops)
     return 0
 
 

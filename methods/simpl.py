@@ -219,12 +219,13 @@ ASSUMED_GPU_FLOPS = 10e12
 ASSUMED_GPU_SECONDS_PER_OP = 10e-6
 
 
-def bench_meta_step(suite_name: str, scale: str, warmup_s: float = 1.0, blocks: int = 5) -> dict[str, float]:
+def bench_meta_step(suite_name: str, scale: str, warmup_s: float = 1.0, blocks: int = 5,
+                    top_ops: int = 0) -> dict[str, float]:
     """Time one full meta-training gradient step on 1 thread (median of `blocks` after warm-up), count its matmul
     FLOPs (FlopCounterMode), and print `simpl step [suite, scale]: T s/step, R rows/step, G GFLOP/step,
     efficiency E` with E = (G / measured torch.mm 1024² rate) / T, the mm rate timed in blocks alternating with the
     step's and E the median over rounds (harness.bench.efficiency); then what the whole meta-training costs."""
-    from harness.bench import count_flops, count_ops, efficiency, interleaved, mm_call
+    from harness.bench import count_flops, count_ops, efficiency, interleaved, mm_call, op_times, print_op_times
     from tasks import get_suite
 
     threads = torch.get_num_threads()
@@ -235,6 +236,7 @@ def bench_meta_step(suite_name: str, scale: str, warmup_s: float = 1.0, blocks: 
         ops = count_ops(learner.update)
         mm, mm_flops = mm_call()
         timing = interleaved({"step": learner.update, "mm": mm}, min_block_s=0.2, rounds=blocks, warmup_s=warmup_s)
+        step_times = op_times(learner.update, calls=2) if top_ops else []
     finally:
         torch.set_num_threads(threads)
     cfg = learner.cfg
@@ -243,6 +245,8 @@ def bench_meta_step(suite_name: str, scale: str, warmup_s: float = 1.0, blocks: 
     gflop, eff = flops / 1e9, efficiency(flops, timing["step"], mm_flops, timing["mm"])
     print(f"simpl step [{suite_name}, {scale}]: {seconds:.4g} s/step, {rows} rows/step, {gflop:.4g} GFLOP/step, "
           f"efficiency {eff:.2f} (of torch.mm at {rate / 1e9:.0f} GFLOP/s)", flush=True)
+    if top_ops:
+        print_op_times(step_times, seconds, top_ops)
 
     # Meta-training length: epochs from the config; per epoch, 2 episodes per task of at most horizon / H high-level
     # steps each (fewer when episodes end early, e.g. on success), reused reuse_rate times (simpl_meta.run). Env

@@ -1,8 +1,9 @@
 """The benchmark's arithmetic (its timings are measured by `python -m harness.bench`, never asserted in tests)."""
 
 import pytest
+import torch
 
-from harness.bench import efficiency, interleaved
+from harness.bench import count_flops, efficiency, interleaved, op_times
 
 
 def test_efficiency_is_the_median_of_same_round_ratios_not_a_ratio_of_medians():
@@ -22,6 +23,28 @@ def test_interleaved_times_every_function_once_per_round():
     assert [len(v) for v in out.values()] == [3, 3] and all(s >= 0 for v in out.values() for s in v)
     timed_calls = calls[6:]  # after each function's 3 warm-up calls, blocks of 1 call alternate
     assert timed_calls == ["a", "b"] * 3
+
+
+def test_op_times_counts_each_operator_and_shape_per_call_with_its_matmul_flops():
+    a, b, c = torch.randn(64, 32), torch.randn(32, 16), torch.randn(16, 8)
+    q, k = torch.randn(2, 4, 64, 8, requires_grad=True), torch.randn(2, 4, 8, 8)
+
+    def fn():
+        torch.mm(a, b)
+        torch.mm(a, b)
+        torch.mm(b, c)
+        (a + 1).relu()
+        torch.nn.functional.scaled_dot_product_attention(q, k, k).sum().backward()
+
+    rows = op_times(fn, calls=3)
+    by_key = {(r.op, r.shapes): r for r in rows}
+    assert by_key["mm", ((64, 32), (32, 16))].calls == 2 and by_key["mm", ((64, 32), (32, 16))].flops == 2 * 64 * 32 * 16
+    assert by_key["mm", ((32, 16), (16, 8))].calls == 1 and by_key["mm", ((32, 16), (16, 8))].flops == 2 * 32 * 16 * 8
+    assert by_key["add.Tensor", ((64, 32),)].flops == 0 and by_key["relu", ((64, 32),)].calls == 1
+    # the CPU attention kernels carry torch's attention FLOPs, as count_flops counts them
+    assert sum(r.flops * r.calls for r in rows) == count_flops(fn)
+    assert all(r.seconds > 0 for r in rows) and [r.seconds for r in rows] == sorted((r.seconds for r in rows),
+                                                                                 reverse=True)
 
 
 @pytest.mark.parametrize("args,fragment", [
