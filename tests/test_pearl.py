@@ -86,6 +86,12 @@ def test_task_buffers_sample_each_task_from_its_own_rows_and_round_trip():
     assert torch.equal(batch.reward, 10.0 * ids[:, None].float().expand(4, 50))
     rows = context_rows(batch)
     assert rows.shape == (4, 50, 2 * 2 + 1 + 2)
+    # the rows a seed draws (seeded runs repeat): uniform row indices per task, from one rand call
+    torch.manual_seed(3)
+    got = bufs.gather(ids, 7)
+    torch.manual_seed(3)
+    idx = (torch.rand(4, 7) * bufs.sizes()[ids][:, None]).long()
+    assert torch.equal(got, bufs.rows[ids[:, None], idx])
     other = TaskReplayBuffers(3, 4, 2, 1)
     other.load_state_dict(bufs.state_dict())
     assert torch.equal(other.reward, bufs.reward) and other.sizes().tolist() == [3, 4, 4]
