@@ -16,6 +16,7 @@ round's own ratio: a VM's slow or fast spell then falls on both sides of it, as 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import statistics
 import sys
@@ -187,7 +188,7 @@ def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops: 
     """Our SAC update and train loop against stable-baselines3's on the same env, networks and batch, one thread.
 
     Each pair (update alone, train loop) is timed in alternating blocks; the ratio printed is the median over
-    rounds of SB3's block time over ours."""
+    rounds of SB3's block time over ours. The same again with the `sac.actor_step_bf16` option."""
     from methods.sac import FlatSACLearner, SACConfig
     from tasks import get_suite
 
@@ -201,37 +202,46 @@ def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops: 
     buf.add_many(np.random.randn(100_000, obs_dim), np.random.uniform(-1, 1, (100_000, act_dim)),
                  np.random.rand(100_000), np.random.randn(100_000, obs_dim), np.zeros(100_000))
     flops = count_flops(lambda: core.update(buf.sample(batch)))
+    core_bf16 = copy.deepcopy(core)  # the same update with the `sac.actor_step_bf16` option
+    core_bf16.actor_step_bf16 = True
 
     # The same update inside a training loop: act, step the env, add, update (1 update per env step, as SB3).
-    obs, _ = env.reset()
-    state = {"obs": obs}
+    sb3_steps = 200  # env steps per SB3 learn() call in the loop timing (each call adds a few ms of set-up)
 
-    def loop_step():
-        with torch.inference_mode():
-            a = core.actor.act(torch.as_tensor(state["obs"], dtype=torch.float32)[None])[0].numpy()
-        nxt, r, term, trunc, _ = env.step(a)
-        buf.add_many(state["obs"][None], a[None], [r], nxt[None], [term])
-        state["obs"] = env.reset()[0] if term or trunc else nxt
-        core.update(buf.sample(batch))
+    def loop_steps(sac_core) -> Callable[[], None]:
+        loop_env = suite.make_env(suite.target_tasks[0], seed=0)
+        state = {"obs": loop_env.reset()[0]}
+
+        def steps():
+            for _ in range(sb3_steps):
+                with torch.inference_mode():
+                    a = sac_core.actor.act(torch.as_tensor(state["obs"], dtype=torch.float32)[None])[0].numpy()
+                nxt, r, term, trunc, _ = loop_env.step(a)
+                buf.add_many(state["obs"][None], a[None], [r], nxt[None], [term])
+                state["obs"] = loop_env.reset()[0] if term or trunc else nxt
+                sac_core.update(buf.sample(batch))
+        return steps
 
     sb3 = _sb3_sac(suite.make_env(suite.target_tasks[0], seed=0), hidden, n_hidden, batch)
-    sb3_steps = 200  # env steps per SB3 learn() call in the loop timing (each call adds a few ms of set-up)
     mm, mm_flops = mm_call()
     update = interleaved({"ours": lambda: core.update(buf.sample(batch)),
-                          "sb3": lambda: sb3.train(gradient_steps=1, batch_size=batch), "mm": mm})
-    loop = interleaved({"ours": lambda: [loop_step() for _ in range(sb3_steps)],
-                        "sb3": lambda: sb3.learn(sb3_steps, reset_num_timesteps=False)}, rounds=5)
+                          "sb3": lambda: sb3.train(gradient_steps=1, batch_size=batch), "mm": mm,
+                          "ours_bf16": lambda: core_bf16.update(buf.sample(batch))})
+    loop = interleaved({"ours": loop_steps(core), "sb3": lambda: sb3.learn(sb3_steps, reset_num_timesteps=False),
+                        "ours_bf16": loop_steps(core_bf16)}, rounds=5)
     version = __import__("stable_baselines3").__version__
     med = statistics.median
     rate = mm_flops / med(update["mm"])
     for side, update_name, loop_name in (("ours", f"ours, {n_hidden}x{hidden}, batch {batch}", "ours"),
-                                         ("sb3", f"stable-baselines3 {version}", "stable-baselines3")):
+                                         ("sb3", f"stable-baselines3 {version}", "stable-baselines3"),
+                                         ("ours_bf16", "ours, bf16 actor step", "ours, bf16 actor step")):
         print(_report(f"sac update ({update_name})", med(update[side]), flops, rate,
                       efficiency(flops, update[side], mm_flops, update["mm"])))
         print(f"sac train loop ({loop_name}): {sb3_steps / med(loop[side]):8.1f} env steps/s = updates/s")
-    ratio = {k: med(b / a for a, b in zip(v["ours"], v["sb3"])) for k, v in (("update", update), ("loop", loop))}
-    print(f"ratio vs sb3: {ratio['loop']:.2f} (train loop), {ratio['update']:.2f} (update alone); medians of "
-          f"{len(update['ours'])} and {len(loop['ours'])} alternating blocks")
+    for side, name in (("ours", "ratio vs sb3"), ("ours_bf16", "ratio vs sb3 with --set sac.actor_step_bf16=true")):
+        ratio = {k: med(b / a for a, b in zip(v[side], v["sb3"])) for k, v in (("update", update), ("loop", loop))}
+        print(f"{name}: {ratio['loop']:.2f} (train loop), {ratio['update']:.2f} (update alone); medians of "
+              f"{len(update[side])} and {len(loop[side])} alternating blocks")
     if top_ops:
         print_op_times(op_times(lambda: core.update(buf.sample(batch)), calls=50), med(update["ours"]), top_ops)
 

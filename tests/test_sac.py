@@ -180,6 +180,42 @@ def test_min_q_is_autograds_min_of_the_twin_q_bit_for_bit(n_hidden, thin, ignore
     assert all(p.grad is not None for p in critic.parameters())
 
 
+
+def test_bf16_actor_step_keeps_the_td_step_fp32_and_the_actor_gradient_close():
+    """SACCore(actor_step_bf16=True): the critics' TD step is fp32 (the first step's loss, critics and target critics
+    bit for bit as without the option); the actor step's networks run in bf16 (its gradient is not fp32's) and give an
+    fp32 gradient close to fp32's; the critics' min Q under autocast goes through autograd's path."""
+    from methods.common.replay import Batch
+
+    torch.manual_seed(0)
+    fp32 = SACCore(TanhGaussianActor(4, 2, 64, 2, thin_input_transposed=True),
+                   TwinQ(4, 2, 64, 2, thin_input_transposed=True), alpha_init=0.1, target_divergence=2.0)
+    bf16 = copy.deepcopy(fp32)
+    bf16.actor_step_bf16 = True
+    torch.manual_seed(1)
+    batch = Batch(torch.randn(256, 4), torch.rand(256, 2) * 2 - 1, torch.randn(256), torch.randn(256, 4),
+                  torch.zeros(256))
+    stats = []
+    for core in (fp32, bf16):
+        torch.manual_seed(2)
+        stats.append(core.update(batch))
+    assert stats[1]["critic_loss"] == stats[0]["critic_loss"]
+    for a, b in zip([*fp32.critic.parameters(), *fp32.critic_target.parameters()],
+                    [*bf16.critic.parameters(), *bf16.critic_target.parameters()]):
+        assert torch.equal(a, b)
+    grads32 = torch.cat([p.grad.flatten() for p in fp32.actor.parameters()])
+    grads16 = torch.cat([p.grad.flatten() for p in bf16.actor.parameters()])
+    assert grads16.dtype == torch.float32 and not torch.equal(grads16, grads32)
+    assert torch.nn.functional.cosine_similarity(grads16, grads32, dim=0) > 0.999
+    assert (grads16.norm() / grads32.norm() - 1).abs() < 0.01
+    assert math.isclose(stats[1]["divergence"], stats[0]["divergence"], rel_tol=1e-2)
+    assert all(p.dtype == torch.float32 for p in bf16.parameters())
+    critic, obs = fp32.critic.requires_grad_(False), torch.randn(8, 4)
+    action = torch.rand(8, 2, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert critic.min_q(obs, action).grad_fn.name() == "MinimumBackward0"  # autograd's, in bf16
+    assert critic.min_q(obs, action).grad_fn.name().startswith("_MinOfTwinQ")
+
 def test_replay_buffer_wraps_and_round_trips():
     buf = ReplayBuffer(5, obs_dim=2, act_dim=1)
     for start in (0, 3):

@@ -13,6 +13,7 @@ Inputs may carry anything the method concatenates to the state (a task embedding
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from typing import Protocol
@@ -46,7 +47,9 @@ class TanhGaussianActor(nn.Module):
         self.log_std_bounds = log_std_bounds
 
     def _mean_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        # float(): under SACCore's bf16 actor step the net's output is bf16; the distribution maths stays in fp32 (a
+        # no-op on an fp32 output)
+        mean, log_std = self.net(obs).float().chunk(2, dim=-1)
         return mean, log_std.clamp(*self.log_std_bounds).exp()
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,9 +100,10 @@ class TwinQ(nn.Module):
         multiply zeros. `_MinOfTwinQ` backpropagates each row through its own net only: of the 2·(hidden layers − 1)
         hidden-to-hidden products over all rows that autograd's backward runs, half remain, with the same values
         bit for bit (tests/test_sac.py). Anything else (a critic being trained, an input needing a gradient,
-        layers other than Linear and ReLU) takes autograd's path."""
+        layers other than Linear and ReLU, autocast: SACCore's bf16 actor step) takes autograd's path."""
         linears = self._linears
         if None not in linears and torch.is_grad_enabled() and action.requires_grad and not obs.requires_grad \
+                and not torch.is_autocast_enabled(action.device.type) \
                 and not any(p.requires_grad for net in linears for layer in net for p in (layer.weight, layer.bias)):
             return _MinOfTwinQ.apply(self._seen(obs), action, linears)
         return torch.min(*self(obs, action))
@@ -258,9 +262,12 @@ class SACCore(nn.Module):
     def __init__(self, actor: nn.Module, critic: TwinQ, *, lr: float = 3e-4, gamma: float = 0.99, tau: float = 0.005,
                  alpha_init: float = 0.1, target_divergence: float = 0.0, auto_alpha: bool = True,
                  alpha_only_grows: bool = False, divergence_clip: float | None = None,
-                 alpha_lr: float | None = None):
+                 alpha_lr: float | None = None, actor_step_bf16: bool = False):
         super().__init__()
         self.actor, self.critic = actor, critic
+        # bf16 autocast over the actor step's networks (the actor's sample and the critics' min Q); the TD step, its
+        # target, every loss and every weight stay fp32. Learning curves against fp32 for flat SAC: docs/sac-update.md
+        self.actor_step_bf16 = actor_step_bf16
         self.critic_target = copy.deepcopy(critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(alpha_init)))
         self.gamma, self.tau = gamma, tau
@@ -294,8 +301,10 @@ class SACCore(nn.Module):
         return self.critic.td_loss(batch.obs, batch.action, target)
 
     def actor_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        action, div = self.actor.sample(obs)
-        return (self.alpha * div - self.critic.min_q(obs, action)).mean(), div.detach()
+        with torch.autocast(obs.device.type, torch.bfloat16) if self.actor_step_bf16 else contextlib.nullcontext():
+            action, div = self.actor.sample(obs)
+            min_q = self.critic.min_q(obs, action)
+        return (self.alpha * div - min_q.float()).mean(), div.detach()
 
     def actor_alpha_step(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The second half of an update: actor step, temperature step, Polyak. Methods whose critic step differs
