@@ -135,17 +135,12 @@ def probe_conditioning(run_dir: str | Path, repeats: int = 3, n_eval: int = 10, 
 def prior_episode_success(env, model, deterministic: bool = False) -> bool:
     """One episode of skills from the skill prior p(z | s), sampled (torch's global RNG) or its mean, decoded by
     the skill policy: whether it reached the task's goal."""
-    import torch
-
     from methods.skill_model import run_skill
 
     obs, _ = env.reset()
     success, done = False, False
     while not done:
-        with torch.no_grad():
-            mean, std = model.prior_dist(torch.as_tensor(obs, dtype=torch.float32)[None])
-        z = mean if deterministic else mean + std * torch.randn_like(mean)
-        obs, _, terminated, truncated, info, _ = run_skill(env, obs, z, model)
+        obs, _, terminated, truncated, info, _ = run_skill(env, obs, model.prior_skill(obs, deterministic), model)
         success, done = success or bool(info.get("success", False)), terminated or truncated
     return success
 

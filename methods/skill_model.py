@@ -223,6 +223,13 @@ class SkillModel(nn.Module):
         mean, std = self._prior(states.reshape(-1, self.obs_dim), self._frozen("prior"))
         return mean.reshape(*lead, -1), std.reshape(*lead, -1)
 
+    def prior_skill(self, state: np.ndarray | torch.Tensor, deterministic: bool = False,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """One skill from p(z | s) for one state (obs_dim,): a sample (from `generator`, else torch's global RNG) or,
+        `deterministic`, the prior's mean. (z_dim,)"""
+        mean, std = self.prior_dist(torch.as_tensor(state, dtype=torch.float32))
+        return mean if deterministic else mean + std * torch.randn(mean.shape, generator=generator)
+
     @torch.no_grad()
     def decode_action(self, state: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Deterministic low-level action (the decoder's mean) for state (..., obs_dim) and z (..., z_dim)."""

@@ -52,9 +52,7 @@ def prior_rollouts(model: SkillModel, env: gym.Env, n_rollouts: int, n_skills: i
         skill_starts = []
         for _ in range(n_skills):
             skill_starts.append(obs)
-            mean, std = model.prior_dist(torch.as_tensor(obs, dtype=torch.float32))
-            z = mean + std * torch.randn(mean.shape, generator=gen)
-            obs, _, terminated, truncated, _, _ = run_skill(env, obs, z, model)
+            obs, _, terminated, truncated, _, _ = run_skill(env, obs, model.prior_skill(obs, generator=gen), model)
             if terminated or truncated:
                 break
         paths.append(np.asarray(env.observations))

@@ -180,7 +180,6 @@ def test_min_q_is_autograds_min_of_the_twin_q_bit_for_bit(n_hidden, thin, ignore
     assert all(p.grad is not None for p in critic.parameters())
 
 
-
 def test_bf16_actor_step_keeps_the_td_step_fp32_and_the_actor_gradient_close():
     """SACCore(actor_step_bf16=True): the critics' TD step is fp32 (the first step's loss, critics and target critics
     bit for bit as without the option); the actor step's networks run in bf16 (its gradient is not fp32's) and give an
@@ -215,6 +214,7 @@ def test_bf16_actor_step_keeps_the_td_step_fp32_and_the_actor_gradient_close():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert critic.min_q(obs, action).grad_fn.name() == "MinimumBackward0"  # autograd's, in bf16
     assert critic.min_q(obs, action).grad_fn.name().startswith("_MinOfTwinQ")
+
 
 def test_replay_buffer_wraps_and_round_trips():
     buf = ReplayBuffer(5, obs_dim=2, act_dim=1)
