@@ -1,7 +1,7 @@
 """Benchmarks (never timed assertions in tests): `python -m harness.bench ...`
 
     python -m harness.bench update --method sac            # our SAC update vs stable-baselines3's, same sizes
-    python -m harness.bench update --method spirl          # the skill-space (prior-KL) update
+    python -m harness.bench update --method spirl          # the skill-space (prior-KL) update vs SB3's
     python -m harness.bench update --method simpl --suite maze-40 --scale paper   # one SiMPL meta-training step
     python -m harness.bench update --method simpl --suite maze-40 --ops 30   # ... and its 30 slowest operators
     python -m harness.bench env maze                       # env steps/s, offline-data generation throughput
@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch.utils import flop_counter
@@ -260,13 +261,46 @@ def _sb3_sac(env, hidden: int, n_hidden: int, batch: int):
     return model
 
 
-def bench_spirl(hidden: int, n_hidden: int, batch: int, obs_dim: int, act_dim: int, top_ops: int = 0) -> None:
+class SkillStepEnv(gym.Env):
+    """A task's high-level MDP, for stable-baselines3: one step runs skill z for H env steps with the frozen decoder
+    (`run_skill`, as SPiRL acts), its reward their sum. SB3's plain SAC on it is the SPiRL update's counterpart with
+    the same network widths (obs + z in, 2·z out) and no prior."""
+
+    def __init__(self, env: gym.Env, model):
+        from methods.skill_model import run_skill
+
+        self.env, self.model, self._run_skill = env, model, run_skill
+        self.observation_space = env.observation_space
+        # z from the prior is roughly unit-scaled; SB3 squashes its actions into these bounds with tanh
+        self.action_space = gym.spaces.Box(-3.0, 3.0, (model.z_dim,), np.float32)
+        self.env_steps, self.high_level_steps = 0, 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        self.obs, info = self.env.reset(seed=seed)
+        return self.obs, info
+
+    def step(self, z):
+        self.obs, reward, terminated, truncated, info, n = self._run_skill(self.env, self.obs, z, self.model)
+        self.env_steps, self.high_level_steps = self.env_steps + n, self.high_level_steps + 1
+        return self.obs, reward, terminated, truncated, info
+
+
+def bench_spirl(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops: int = 0) -> None:
+    """SPiRL's update (prior-KL SAC over skills, the prior's outputs stored with the transitions) and its train loop
+    (act, run the skill for H env steps, add, update), against stable-baselines3's SAC over the same skills with the
+    same network and batch sizes (`SkillStepEnv`), in alternating blocks as `bench_sac`."""
     from methods.common.replay import ReplayBuffer
     from methods.common.skill_policy import SkillSACSettings, SkillSpaceLearner
     from methods.skill_model import SkillModel, SkillModelConfig
+    from tasks import get_suite
 
+    suite = get_suite(suite_name)
+    def make_env() -> gym.Env:
+        return suite.make_env(suite.target_tasks[0], seed=0)
+
+    obs_dim, act_dim = (make_env().observation_space.shape[0], make_env().action_space.shape[0])
     torch.manual_seed(0)
-    model = SkillModel(obs_dim, act_dim, SkillModelConfig()).freeze()
+    model = SkillModel(obs_dim, act_dim, SkillModelConfig()).freeze()  # random weights: the shapes are what counts
     s = SkillSACSettings(hidden_dim=hidden, n_hidden=n_hidden, batch_size=batch, buffer_size=20_000, reuse_rate=256,
                          alpha_init=0.05, target_kl=1.0, kl_clip=10.0, alpha_only_grows=False)
     learner = SkillSpaceLearner(s, model, obs_dim, record_positions=False)
@@ -276,14 +310,51 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, obs_dim: int, act_dim: i
                  "next_obs": np.random.randn(n, obs_dim), "terminated": np.zeros(n)})
     buf: ReplayBuffer = learner.buffer
     flops = count_flops(lambda: learner.core.update(buf.sample(batch)))
+
+    # The train loop with SB3's schedule (one update per high-level step), as bench_sac's
+    high_level_steps = 100  # per timed call, H env steps each (SB3's learn() call adds a few ms of set-up)
+    ours_env = SkillStepEnv(make_env(), model)
+
+    def ours_steps():
+        obs = ours_env.obs
+        for _ in range(high_level_steps):
+            with torch.inference_mode():
+                skill = learner.core.actor.act(torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
+            nxt, r, term, trunc, _ = ours_env.step(skill)
+            learner.add({"obs": obs[None], "z": skill[None], "reward": np.array([r]), "next_obs": nxt[None],
+                         "terminated": np.array([term])})
+            obs = ours_env.reset()[0] if term or trunc else nxt
+            learner.core.update(buf.sample(batch))
+    ours_env.reset(seed=0)
+
+    sb3_env = SkillStepEnv(make_env(), model)
+    sb3 = _sb3_sac(sb3_env, hidden, n_hidden, batch)
+    sb3_flops = count_flops(lambda: sb3.train(gradient_steps=1, batch_size=batch))
     mm, mm_flops = mm_call()
-    blocks = interleaved({"update": lambda: learner.core.update(buf.sample(batch)), "mm": mm}, rounds=5)
-    rate, eff = mm_flops / statistics.median(blocks["mm"]), efficiency(flops, blocks["update"], mm_flops, blocks["mm"])
-    print(_report(f"spirl update (prior-KL SAC over skills, {n_hidden}x{hidden}, batch {batch}, obs {obs_dim}, "
-                  f"prior outputs stored with the transitions)", statistics.median(blocks["update"]), flops, rate, eff))
+    update = interleaved({"ours": lambda: learner.core.update(buf.sample(batch)),
+                          "sb3": lambda: sb3.train(gradient_steps=1, batch_size=batch), "mm": mm})
+    counts = {side: (e.env_steps, e.high_level_steps) for side, e in (("ours", ours_env), ("sb3", sb3_env))}
+    loop = interleaved({"ours": ours_steps, "sb3": lambda: sb3.learn(high_level_steps, reset_num_timesteps=False)})
+    med = statistics.median
+    rate = mm_flops / med(update["mm"])
+    version = __import__("stable_baselines3").__version__
+    for side, name, side_flops in (
+            ("ours", f"ours: prior-KL SAC over skills, {n_hidden}x{hidden}, batch {batch}, obs {obs_dim}, z {z}, "
+                     "prior outputs stored with the transitions", flops),
+            ("sb3", f"stable-baselines3 {version}: SAC over the same skills, no prior", sb3_flops)):
+        print(_report(f"spirl update ({name})", med(update[side]), side_flops, rate,
+                      efficiency(side_flops, update[side], mm_flops, update["mm"])))
+        env = ours_env if side == "ours" else sb3_env
+        h_per_env = (env.env_steps - counts[side][0]) / max(1, env.high_level_steps - counts[side][1])
+        per_s = high_level_steps / med(loop[side])
+        print(f"spirl train loop ({'ours' if side == 'ours' else 'stable-baselines3'}): {per_s:8.1f} updates/s = "
+              f"high-level steps/s, {per_s * h_per_env:.0f} env steps/s")
+    ratio = {k: med(b / a for a, b in zip(v["ours"], v["sb3"])) for k, v in (("update", update), ("loop", loop))}
+    print(f"ratio vs sb3: {ratio['loop']:.2f} (train loop), {ratio['update']:.2f} (update alone); medians over "
+          f"{len(loop['ours'])} and {len(update['ours'])} rounds of alternating blocks")
     if top_ops:
-        print_op_times(op_times(lambda: learner.core.update(buf.sample(batch)), calls=50),
-                       statistics.median(blocks["update"]), top_ops)
+        print_op_times(op_times(lambda: learner.core.update(buf.sample(batch)), calls=50), med(update["ours"]),
+                       top_ops)
 
 
 def _at_least(least: int) -> Callable[[str], int]:
@@ -339,12 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.method == "sac":
         bench_sac(args.hidden, args.n_hidden, args.batch, args.suite, top_ops=args.ops)
     else:
-        from tasks import get_suite
-
-        suite = get_suite(args.suite)
-        env = suite.make_env(suite.target_tasks[0])
-        bench_spirl(args.hidden, args.n_hidden, args.batch, env.observation_space.shape[0], env.action_space.shape[0],
-                    top_ops=args.ops)
+        bench_spirl(args.hidden, args.n_hidden, args.batch, args.suite, top_ops=args.ops)
     return 0
 
 

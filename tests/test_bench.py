@@ -58,3 +58,27 @@ def test_bad_input_is_an_argparse_error_before_anything_is_built(args, fragment,
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 2 and fragment in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_skill_step_env_runs_one_skill_for_h_env_steps_as_spirl_acts_and_sb3_accepts_it():
+    import numpy as np
+    from stable_baselines3.common.env_checker import check_env
+
+    from harness.bench import SkillStepEnv
+    from methods.skill_model import SkillModel, SkillModelConfig, run_skill
+    from tasks import get_suite
+
+    suite = get_suite("maze-tiny")
+    torch.manual_seed(0)
+    model = SkillModel(4, 2, SkillModelConfig()).freeze()
+    env, reference = (suite.make_env(suite.target_tasks[0], seed=0) for _ in range(2))
+    wrapped = SkillStepEnv(env, model)
+    obs, _ = wrapped.reset(seed=3)
+    ref_obs, _ = reference.reset(seed=3)
+    z = np.linspace(-1, 1, model.z_dim).astype(np.float32)
+    got = wrapped.step(z)
+    want = run_skill(reference, ref_obs, z, model)
+    assert np.array_equal(got[0], want[0]) and got[1:4] == want[1:4]  # next obs, summed reward, end flags
+    assert (wrapped.env_steps, wrapped.high_level_steps) == (model.horizon, 1)
+    assert not np.array_equal(got[0], obs)  # the skill moved the point
+    check_env(wrapped, warn=False)  # SB3's SAC trains on it in `bench update --method spirl`
