@@ -224,6 +224,9 @@ def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops: 
         return steps
 
     sb3 = _sb3_sac(suite.make_env(suite.target_tasks[0], seed=0), hidden, n_hidden, batch)
+    # SB3's own count: its actor step also backpropagates into both Q nets' weights (ours: the action only, each row
+    # through one Q net: TwinQ.min_q)
+    sb3_flops = count_flops(lambda: sb3.train(gradient_steps=1, batch_size=batch))
     mm, mm_flops = mm_call()
     update = interleaved({"ours": lambda: core.update(buf.sample(batch)),
                           "sb3": lambda: sb3.train(gradient_steps=1, batch_size=batch), "mm": mm,
@@ -236,8 +239,9 @@ def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops: 
     for side, update_name, loop_name in (("ours", f"ours, {n_hidden}x{hidden}, batch {batch}", "ours"),
                                          ("sb3", f"stable-baselines3 {version}", "stable-baselines3"),
                                          ("ours_bf16", "ours, bf16 actor step", "ours, bf16 actor step")):
-        print(_report(f"sac update ({update_name})", med(update[side]), flops, rate,
-                      efficiency(flops, update[side], mm_flops, update["mm"])))
+        side_flops = sb3_flops if side == "sb3" else flops
+        print(_report(f"sac update ({update_name})", med(update[side]), side_flops, rate,
+                      efficiency(side_flops, update[side], mm_flops, update["mm"])))
         print(f"sac train loop ({loop_name}): {sb3_steps / med(loop[side]):8.1f} env steps/s = updates/s")
     for side, name in (("ours", "ratio vs sb3"), ("ours_bf16", "ratio vs sb3 with --set sac.actor_step_bf16=true")):
         ratio = {k: med(b / a for a, b in zip(v[side], v["sb3"])) for k, v in (("update", update), ("loop", loop))}
