@@ -315,47 +315,58 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops
     buf: ReplayBuffer = learner.buffer
     flops = count_flops(lambda: learner.core.update(buf.sample(batch)))
 
+    core_bf16 = copy.deepcopy(learner.core)  # the same update with the `spirl.actor_step_bf16` option
+    core_bf16.actor_step_bf16 = True
+
     # The train loop with SB3's schedule (one update per high-level step), as bench_sac's
     high_level_steps = 100  # per timed call, H env steps each (SB3's learn() call adds a few ms of set-up)
-    ours_env = SkillStepEnv(make_env(), model)
+    envs = {side: SkillStepEnv(make_env(), model) for side in ("ours", "sb3", "ours_bf16")}
 
-    def ours_steps():
-        obs = ours_env.obs
-        for _ in range(high_level_steps):
-            with torch.inference_mode():
-                skill = learner.core.actor.act(torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
-            nxt, r, term, trunc, _ = ours_env.step(skill)
-            learner.add({"obs": obs[None], "z": skill[None], "reward": np.array([r]), "next_obs": nxt[None],
-                         "terminated": np.array([term])})
-            obs = ours_env.reset()[0] if term or trunc else nxt
-            learner.core.update(buf.sample(batch))
-    ours_env.reset(seed=0)
+    def loop_steps(core, env: SkillStepEnv) -> Callable[[], None]:
+        env.reset(seed=0)
 
-    sb3_env = SkillStepEnv(make_env(), model)
-    sb3 = _sb3_sac(sb3_env, hidden, n_hidden, batch)
+        def steps():
+            obs = env.obs
+            for _ in range(high_level_steps):
+                with torch.inference_mode():
+                    skill = core.actor.act(torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
+                nxt, r, term, trunc, _ = env.step(skill)
+                learner.add({"obs": obs[None], "z": skill[None], "reward": np.array([r]), "next_obs": nxt[None],
+                             "terminated": np.array([term])})
+                obs = env.reset()[0] if term or trunc else nxt
+                core.update(buf.sample(batch))
+        return steps
+
+    sb3 = _sb3_sac(envs["sb3"], hidden, n_hidden, batch)
     sb3_flops = count_flops(lambda: sb3.train(gradient_steps=1, batch_size=batch))
     mm, mm_flops = mm_call()
     update = interleaved({"ours": lambda: learner.core.update(buf.sample(batch)),
-                          "sb3": lambda: sb3.train(gradient_steps=1, batch_size=batch), "mm": mm})
-    counts = {side: (e.env_steps, e.high_level_steps) for side, e in (("ours", ours_env), ("sb3", sb3_env))}
-    loop = interleaved({"ours": ours_steps, "sb3": lambda: sb3.learn(high_level_steps, reset_num_timesteps=False)})
+                          "sb3": lambda: sb3.train(gradient_steps=1, batch_size=batch), "mm": mm,
+                          "ours_bf16": lambda: core_bf16.update(buf.sample(batch))})
+    counts = {side: (e.env_steps, e.high_level_steps) for side, e in envs.items()}
+    loop = interleaved({"ours": loop_steps(learner.core, envs["ours"]),
+                        "sb3": lambda: sb3.learn(high_level_steps, reset_num_timesteps=False),
+                        "ours_bf16": loop_steps(core_bf16, envs["ours_bf16"])})
     med = statistics.median
     rate = mm_flops / med(update["mm"])
     version = __import__("stable_baselines3").__version__
-    for side, name, side_flops in (
+    for side, name, loop_name, side_flops in (
             ("ours", f"ours: prior-KL SAC over skills, {n_hidden}x{hidden}, batch {batch}, obs {obs_dim}, z {z}, "
-                     "prior outputs stored with the transitions", flops),
-            ("sb3", f"stable-baselines3 {version}: SAC over the same skills, no prior", sb3_flops)):
+                     "prior outputs stored with the transitions", "ours", flops),
+            ("sb3", f"stable-baselines3 {version}: SAC over the same skills, no prior", "stable-baselines3",
+             sb3_flops),
+            ("ours_bf16", "ours, bf16 actor step", "ours, bf16 actor step", flops)):
         print(_report(f"spirl update ({name})", med(update[side]), side_flops, rate,
                       efficiency(side_flops, update[side], mm_flops, update["mm"])))
-        env = ours_env if side == "ours" else sb3_env
+        env = envs[side]
         h_per_env = (env.env_steps - counts[side][0]) / max(1, env.high_level_steps - counts[side][1])
         per_s = high_level_steps / med(loop[side])
-        print(f"spirl train loop ({'ours' if side == 'ours' else 'stable-baselines3'}): {per_s:8.1f} updates/s = "
-              f"high-level steps/s, {per_s * h_per_env:.0f} env steps/s")
-    ratio = {k: med(b / a for a, b in zip(v["ours"], v["sb3"])) for k, v in (("update", update), ("loop", loop))}
-    print(f"ratio vs sb3: {ratio['loop']:.2f} (train loop), {ratio['update']:.2f} (update alone); medians over "
-          f"{len(loop['ours'])} and {len(update['ours'])} rounds of alternating blocks")
+        print(f"spirl train loop ({loop_name}): {per_s:8.1f} updates/s = high-level steps/s, "
+              f"{per_s * h_per_env:.0f} env steps/s")
+    for side, name in (("ours", "ratio vs sb3"), ("ours_bf16", "ratio vs sb3 with --set spirl.actor_step_bf16=true")):
+        ratio = {k: med(b / a for a, b in zip(v[side], v["sb3"])) for k, v in (("update", update), ("loop", loop))}
+        print(f"{name}: {ratio['loop']:.2f} (train loop), {ratio['update']:.2f} (update alone); medians over "
+              f"{len(loop[side])} and {len(update[side])} rounds of alternating blocks")
     if top_ops:
         print_op_times(op_times(lambda: learner.core.update(buf.sample(batch)), calls=50), med(update["ours"]),
                        top_ops)

@@ -67,6 +67,37 @@ def test_update_on_stored_prior_outputs_equals_the_update_that_runs_the_prior():
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(*grads))
 
 
+
+def test_bf16_actor_step_option_reaches_spirls_core_only_and_keeps_the_td_step_fp32():
+    """`--set spirl.actor_step_bf16=true` reaches SPiRL's SACCore (MTRL's and SiMPL's skill-space learners keep
+    fp32: their configs have no such field). With it, one update's TD step is fp32's bit for bit and the residual
+    policy's gradient is close to fp32's but not equal (its networks ran in bf16)."""
+    import copy
+
+    suite = get_suite("maze-tiny")
+    cfg = get_method("spirl").resolve_config("smoke", suite, {"actor_step_bf16": True})
+    torch.manual_seed(0)
+    model = SkillModel(4, 2, SkillModelConfig(hidden_dim=32, decoder_layers=1, prior_layers=2)).freeze()
+    learner = SkillSpaceLearner(learner_settings(cfg), model, 4, record_positions=False)
+    assert learner.core.actor_step_bf16
+    for other in ("mtrl", "simpl"):  # they build their SkillSACSettings themselves, with its default (fp32)
+        assert not hasattr(get_method(other).resolve_config("smoke", suite), "actor_step_bf16")
+    n = 300
+    learner.add({"obs": np.random.randn(n, 4), "z": np.random.randn(n, 10), "reward": np.random.rand(n),
+                 "next_obs": np.random.randn(n, 4), "terminated": np.zeros(n)})
+    batch = learner.buffer.sample(256)
+    fp32 = copy.deepcopy(learner.core)
+    fp32.actor_step_bf16 = False
+    stats = []
+    for core in (fp32, learner.core):
+        torch.manual_seed(2)
+        stats.append(core.update(batch))
+    assert stats[1]["critic_loss"] == stats[0]["critic_loss"]
+    assert all(torch.equal(a, b) for a, b in zip(fp32.critic.parameters(), learner.core.critic.parameters()))
+    grads32, grads16 = (torch.cat([p.grad.flatten() for p in c.actor.parameters()]) for c in (fp32, learner.core))
+    assert grads16.dtype == torch.float32 and not torch.equal(grads16, grads32)
+    assert torch.nn.functional.cosine_similarity(grads16, grads32, dim=0) > 0.999
+
 def _train_and_eval(learner, env, eval_env, episodes: int, n_eval: int) -> tuple[int, float]:
     """(training episodes that reached the goal, evaluation success after `episodes` episodes)"""
     reached = sum(learner.train_episode(env).success for _ in range(episodes))

@@ -61,7 +61,9 @@ class PriorResidualActor(nn.Module):
             x = x[..., :self.in_dim]
         else:
             prior_mean, prior_std = self.skill_model.prior_dist(x[..., :self.obs_dim])
-        d_mean, d_scale = self.residual(x).chunk(2, dim=-1)
+        # float(): under SACCore's bf16 actor step the head's output is bf16; the distribution maths stays fp32 (a
+        # no-op on an fp32 output)
+        d_mean, d_scale = self.residual(x).float().chunk(2, dim=-1)
         std = 1e-3 + nn.functional.softplus(_inv_softplus(prior_std) + d_scale)
         return prior_mean + d_mean, std, prior_mean, prior_std
 
@@ -98,6 +100,7 @@ class SkillSACSettings:
     gamma: float = 0.99
     tau: float = 0.005
     eval_deterministic: bool = True
+    actor_step_bf16: bool = False  # SACCore's bf16 actor step; SPiRL's config offers it (docs/sac-update.md)
 
 
 class SkillSpaceLearner:
@@ -114,7 +117,8 @@ class SkillSpaceLearner:
         critic = TwinQ(in_dim, z_dim, s.hidden_dim, s.n_hidden, ignored_inputs=2 * z_dim)
         self.core = SACCore(actor, critic, lr=s.lr, gamma=s.gamma, tau=s.tau, alpha_init=s.alpha_init,
                             target_divergence=s.target_kl, alpha_only_grows=s.alpha_only_grows,
-                            divergence_clip=s.kl_clip, alpha_lr=s.alpha_lr).to(device)
+                            divergence_clip=s.kl_clip, alpha_lr=s.alpha_lr,
+                            actor_step_bf16=s.actor_step_bf16).to(device)
         self.buffer = ReplayBuffer(s.buffer_size, in_dim + 2 * z_dim, z_dim, device)
         self.last_stats: dict[str, float] = {}
 
