@@ -267,7 +267,8 @@ class SACCore(nn.Module):
         self.actor, self.critic = actor, critic
         # bf16 autocast over the actor step's networks (the actor's sample and the critics' min Q); the TD step, its
         # target, every loss and every weight stay fp32. The actor must hand fp32 to its distribution maths (as
-        # TanhGaussianActor does); measured for flat SAC only, learning curves against fp32: docs/sac-update.md
+        # TanhGaussianActor does); offered for flat SAC and SPiRL, whose learning curves against fp32 are in
+        # docs/sac-update.md
         self.actor_step_bf16 = actor_step_bf16
         self.critic_target = copy.deepcopy(critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(alpha_init)))
