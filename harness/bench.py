@@ -243,12 +243,20 @@ def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops: 
         print(_report(f"sac update ({update_name})", med(update[side]), side_flops, rate,
                       efficiency(side_flops, update[side], mm_flops, update["mm"])))
         print(f"sac train loop ({loop_name}): {sb3_steps / med(loop[side]):8.1f} env steps/s = updates/s")
-    for side, name in (("ours", "ratio vs sb3"), ("ours_bf16", "ratio vs sb3 with --set sac.actor_step_bf16=true")):
-        ratio = {k: med(b / a for a, b in zip(v[side], v["sb3"])) for k, v in (("update", update), ("loop", loop))}
-        print(f"{name}: {ratio['loop']:.2f} (train loop), {ratio['update']:.2f} (update alone); medians over "
-              f"{len(loop[side])} and {len(update[side])} rounds of alternating blocks")
+    _print_ratios(update, loop, "sac")
     if top_ops:
         print_op_times(op_times(lambda: core.update(buf.sample(batch)), calls=50), med(update["ours"]), top_ops)
+
+
+def _print_ratios(update: dict[str, list[float]], loop: dict[str, list[float]], method: str) -> None:
+    """`ratio vs sb3` for our update and train loop, and again with `--set METHOD.actor_step_bf16=true`: each the
+    median over rounds of SB3's block time over ours in the same round (`interleaved`)."""
+    bf16_name = f"ratio vs sb3 with --set {method}.actor_step_bf16=true"
+    for side, name in (("ours", "ratio vs sb3"), ("ours_bf16", bf16_name)):
+        ratio = {k: statistics.median(b / a for a, b in zip(v[side], v["sb3"]))
+                 for k, v in (("update", update), ("loop", loop))}
+        print(f"{name}: {ratio['loop']:.2f} (train loop), {ratio['update']:.2f} (update alone); medians over "
+              f"{len(loop[side])} and {len(update[side])} rounds of alternating blocks")
 
 
 def _sb3_sac(env, hidden: int, n_hidden: int, batch: int):
@@ -363,10 +371,7 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops
         per_s = high_level_steps / med(loop[side])
         print(f"spirl train loop ({loop_name}): {per_s:8.1f} updates/s = high-level steps/s, "
               f"{per_s * h_per_env:.0f} env steps/s")
-    for side, name in (("ours", "ratio vs sb3"), ("ours_bf16", "ratio vs sb3 with --set spirl.actor_step_bf16=true")):
-        ratio = {k: med(b / a for a, b in zip(v[side], v["sb3"])) for k, v in (("update", update), ("loop", loop))}
-        print(f"{name}: {ratio['loop']:.2f} (train loop), {ratio['update']:.2f} (update alone); medians over "
-              f"{len(loop[side])} and {len(update[side])} rounds of alternating blocks")
+    _print_ratios(update, loop, "spirl")
     if top_ops:
         print_op_times(op_times(lambda: learner.core.update(buf.sample(batch)), calls=50), med(update["ours"]),
                        top_ops)

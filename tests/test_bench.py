@@ -82,3 +82,16 @@ def test_skill_step_env_runs_one_skill_for_h_env_steps_as_spirl_acts_and_sb3_acc
     assert (wrapped.env_steps, wrapped.high_level_steps) == (model.horizon, 1)
     assert not np.array_equal(got[0], obs)  # the skill moved the point
     check_env(wrapped, warn=False)  # SB3's SAC trains on it in `bench update --method spirl`
+
+
+def test_ratio_vs_sb3_is_the_median_of_same_round_ratios(capsys):
+    from harness.bench import _print_ratios
+
+    # Per round, SB3's block over ours: update 2, 1, 3 (median 2); loop 1.5, 1.5, 6 (median 1.5). Separate medians
+    # (SB3 2 s / ours 1 s) would say 2 for the loop.
+    update = {"ours": [1.0, 2.0, 1.0], "sb3": [2.0, 2.0, 3.0], "ours_bf16": [0.5, 1.0, 1.0]}
+    loop = {"ours": [2.0, 1.0, 0.5], "sb3": [3.0, 1.5, 3.0], "ours_bf16": [1.0, 1.0, 1.0]}
+    _print_ratios(update, loop, "spirl")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("ratio vs sb3: 1.50 (train loop), 2.00 (update alone); medians over 3 and 3 rounds")
+    assert lines[1].startswith("ratio vs sb3 with --set spirl.actor_step_bf16=true: 3.00 (train loop), 3.00 (update")
