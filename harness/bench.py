@@ -307,10 +307,8 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops
     from tasks import get_suite
 
     suite = get_suite(suite_name)
-    def make_env() -> gym.Env:
-        return suite.make_env(suite.target_tasks[0], seed=0)
-
-    obs_dim, act_dim = (make_env().observation_space.shape[0], make_env().action_space.shape[0])
+    side_envs = {side: suite.make_env(suite.target_tasks[0], seed=0) for side in ("ours", "sb3", "ours_bf16")}
+    obs_dim, act_dim = side_envs["ours"].observation_space.shape[0], side_envs["ours"].action_space.shape[0]
     torch.manual_seed(0)
     model = SkillModel(obs_dim, act_dim, SkillModelConfig()).freeze()  # random weights: the shapes are what counts
     s = SkillSACSettings(hidden_dim=hidden, n_hidden=n_hidden, batch_size=batch, buffer_size=20_000, reuse_rate=256,
@@ -328,7 +326,7 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops
 
     # The train loop with SB3's schedule (one update per high-level step), as bench_sac's
     high_level_steps = 100  # per timed call, H env steps each (SB3's learn() call adds a few ms of set-up)
-    envs = {side: SkillStepEnv(make_env(), model) for side in ("ours", "sb3", "ours_bf16")}
+    envs = {side: SkillStepEnv(env, model) for side, env in side_envs.items()}
 
     def loop_steps(core, env: SkillStepEnv) -> Callable[[], None]:
         env.reset(seed=0)

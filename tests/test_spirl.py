@@ -67,7 +67,6 @@ def test_update_on_stored_prior_outputs_equals_the_update_that_runs_the_prior():
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(*grads))
 
 
-
 def test_bf16_actor_step_option_reaches_spirls_core_only_and_keeps_the_td_step_fp32():
     """`--set spirl.actor_step_bf16=true` reaches SPiRL's SACCore (MTRL's and SiMPL's skill-space learners keep
     fp32: their configs have no such field). With it, one update's TD step is fp32's bit for bit and the residual
@@ -97,6 +96,7 @@ def test_bf16_actor_step_option_reaches_spirls_core_only_and_keeps_the_td_step_f
     grads32, grads16 = (torch.cat([p.grad.flatten() for p in c.actor.parameters()]) for c in (fp32, learner.core))
     assert grads16.dtype == torch.float32 and not torch.equal(grads16, grads32)
     assert torch.nn.functional.cosine_similarity(grads16, grads32, dim=0) > 0.999
+
 
 def _train_and_eval(learner, env, eval_env, episodes: int, n_eval: int) -> tuple[int, float]:
     """(training episodes that reached the goal, evaluation success after `episodes` episodes)"""
