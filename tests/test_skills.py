@@ -212,6 +212,29 @@ def test_numpy_decoder_matches_the_torch_decoder_and_follows_weight_changes():
     np.testing.assert_allclose(clone.numpy_decoder()(states.numpy(), z.numpy()), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_numpy_prior_matches_prior_dist_and_follows_weight_changes():
+    """Acting and storing read the prior through SkillModel.numpy_prior (numpy_decoder's folding): prior_dist's mean
+    and std up to float32 rounding, and rebuilt after an in-place weight change."""
+    torch.manual_seed(0)
+    model = SkillModel(4, 2)
+    model.set_obs_normalizer(torch.randn(500, 4) * torch.tensor([5.0, 0.5, 2.0, 1.0]) + 3.0)
+    model.train()
+    for _ in range(3):  # non-trivial BatchNorm running statistics
+        model.prior(torch.randn(64, 4) * 2 - 1)
+    model.freeze()
+    states = torch.randn(50, 4) * 4 + 2
+    mean, std = (t.numpy() for t in model.prior_dist(states))
+    assert mean.std(0).min() > 1e-3 and std.std(0).min() > 1e-3
+    for got, expected in zip(model.numpy_prior()(states.numpy()), (mean, std)):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        model.prior[-1].bias.add_(1.0)  # in place, like load_state_dict; moves both mean and log std
+    changed = [t.numpy() for t in model.prior_dist(states)]
+    assert np.abs(changed[0] - mean).max() > 0.5
+    for got, expected in zip(model.numpy_prior()(states[:1].numpy()), changed):
+        np.testing.assert_allclose(got, expected[:1], rtol=1e-4, atol=1e-5)
+
+
 def test_decoded_skill_retraces_the_held_out_window_in_the_env(trained):
     """Encode a window, roll out its skill from the window's first state: the point ends near the data's end."""
     model = load_skill_model(trained.obj)

@@ -32,6 +32,40 @@ def test_zero_residual_policy_is_the_prior():
     assert {id(p) for p in actor.parameters()} == {id(p) for p in actor.residual.parameters()}
 
 
+def test_acting_and_storing_in_numpy_match_the_torch_distribution_and_see_optimiser_steps():
+    """On the CPU, `act` runs the prior and the residual head in numpy and `rows_with_prior` the prior: the torch
+    path's values up to float32 rounding, the same draw from torch's RNG, and the head's weights read live (an
+    optimiser step shows in the next action)."""
+    torch.manual_seed(0)
+    model = SkillModel(4, 2, SkillModelConfig()).freeze()
+    actor = PriorResidualActor(4, 4, model, hidden_dim=32, n_hidden=2)
+    opt = torch.optim.Adam(actor.parameters(), lr=0.1)
+    x = torch.randn(3, 4) * 2
+
+    def check(x: torch.Tensor) -> None:
+        mean, std, _, _ = actor.distribution(x)
+        torch.testing.assert_close(actor.act(x, deterministic=True), mean, rtol=1e-4, atol=1e-5)
+        torch.manual_seed(7)
+        noisy = actor.act(x)
+        torch.manual_seed(7)
+        torch.testing.assert_close(noisy, mean + std * torch.randn_like(mean), rtol=1e-4, atol=1e-5)
+
+    check(x)
+    check(x[0])  # one unbatched state
+    before = actor.act(x, deterministic=True)
+    opt.zero_grad()
+    actor.sample(x)[0].sum().backward()
+    opt.step()
+    assert (actor.act(x, deterministic=True) - before).abs().max() > 1e-2
+    check(x)
+
+    rows = {"obs": x.numpy(), "z": np.zeros((3, model.z_dim), np.float32), "next_obs": x.numpy()[::-1]}
+    stored = actor.rows_with_prior(rows, "cpu")
+    for key in ("obs", "next_obs"):
+        np.testing.assert_allclose(stored[key], actor.with_prior(torch.as_tensor(rows[key].copy())).numpy(),
+                                   rtol=1e-4, atol=1e-5)
+
+
 def test_update_on_stored_prior_outputs_equals_the_update_that_runs_the_prior():
     """The skill-space learner's buffer stores each state with the frozen prior's output (`with_prior`); the SAC
     update that reads it is the update that runs the prior on the sampled states: same losses and gradients."""
