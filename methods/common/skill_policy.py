@@ -104,7 +104,8 @@ class PriorResidualActor(nn.Module):
             np.maximum(h, 0.0, out=h)
         h = h @ last.weight.detach().numpy().T
         h += last.bias.detach().numpy()
-        pre = prior_std + np.log(-np.expm1(-prior_std)) + h[:, self.z_dim:]  # softplus⁻¹(σ_p) + ρ_θ, as `distribution`
+        # softplus⁻¹(σ_p) + ρ_θ, as `distribution`
+        pre = prior_std + np.log(-np.expm1(-prior_std)) + h[:, self.z_dim:]
         return prior_mean + h[:, :self.z_dim], 1e-3 + np.logaddexp(0.0, pre, dtype=np.float32)
 
 def _inv_softplus(y: torch.Tensor) -> torch.Tensor:
