@@ -82,7 +82,7 @@ class PriorResidualActor(nn.Module):
     @torch.no_grad()
     def act(self, x: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         if x.device.type == "cpu" and x.shape[-1] == self.in_dim and self._residual_linears is not None:
-            mean, std = self._numpy_distribution(x.reshape(-1, self.in_dim).numpy())
+            mean, std = self._numpy_distribution(x.detach().reshape(-1, self.in_dim).numpy())
             if not deterministic:  # the same draw from torch's global RNG as randn_like below
                 mean += std * torch.randn(mean.shape).numpy()
             return torch.from_numpy(mean).reshape(*x.shape[:-1], self.z_dim)
