@@ -155,6 +155,8 @@ def test_training_mode_model_refuses_rl_time_calls():
     model = SkillModel(2, 2, SkillModelConfig(**SMALL_NETS))
     with pytest.raises(RuntimeError, match="freeze"):
         model.prior_dist(torch.zeros(1, 2))
+    with pytest.raises(RuntimeError, match="freeze"):
+        model.numpy_prior()  # what acting and storing on the CPU call
 
 
 def test_frozen_fast_path_is_bit_identical_and_survives_copies():

@@ -50,9 +50,9 @@ class PriorResidualActor(nn.Module):
         return torch.cat([x, *self.skill_model.prior_dist(x[..., :self.obs_dim])], dim=-1)
 
     def rows_with_prior(self, rows: dict, device: torch.device | str) -> dict:
-        """An episode's transition rows with obs and next_obs as `with_prior` rows (one batched prior call each):
-        what the skill-space replay buffers store. On the CPU the prior runs in numpy (`SkillModel.numpy_prior`):
-        a loop that stores each transition as it comes calls this for one row at a time."""
+        """An episode's transition rows with obs and next_obs as `with_prior` rows: what the skill-space replay
+        buffers store. On the CPU the prior runs in numpy (`SkillModel.numpy_prior`), one call for both: a loop that
+        stores each transition as it comes calls this for one row at a time."""
         if torch.device(device).type != "cpu":
             return {**rows, **{k: self.with_prior(torch.as_tensor(rows[k], dtype=torch.float32, device=device))
                                for k in ("obs", "next_obs")}}
@@ -107,6 +107,7 @@ class PriorResidualActor(nn.Module):
         # softplus⁻¹(σ_p) + ρ_θ, as `distribution`
         pre = prior_std + np.log(-np.expm1(-prior_std)) + h[:, self.z_dim:]
         return prior_mean + h[:, :self.z_dim], 1e-3 + np.logaddexp(0.0, pre, dtype=np.float32)
+
 
 def _inv_softplus(y: torch.Tensor) -> torch.Tensor:
     return y + torch.log(-torch.expm1(-y))
