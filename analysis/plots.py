@@ -35,10 +35,23 @@ FIGURE6_PANELS = (("maze-10", "(a) 10 meta-train tasks"), ("maze-20", "(a) 20 me
                   ("maze-bottom-misaligned", "(c) bottom-misaligned"))
 
 
+_SPARE_ASSIGNED: dict[str, str] = {}  # other method names (variants: spirl-fp32, spirl-bf16) -> their spare colour
+
+
 def method_color(method: str) -> str:
+    """The method's colour: its own for the six methods, else a spare one that no other name in this process has.
+
+    A name's first choice is stable across processes (str hash() is not); when another variant already holds it,
+    the next free spare colour is taken, so variants compared in one figure never share a colour (until more
+    names than spare colours are drawn)."""
     if method in COLORS:
         return COLORS[method]
-    return _SPARE_COLORS[sum(map(ord, method)) % len(_SPARE_COLORS)]  # str hash() changes per process
+    if method not in _SPARE_ASSIGNED:
+        start = sum(map(ord, method)) % len(_SPARE_COLORS)
+        taken = set(_SPARE_ASSIGNED.values())
+        free = [c for c in _SPARE_COLORS[start:] + _SPARE_COLORS[:start] if c not in taken]
+        _SPARE_ASSIGNED[method] = free[0] if free else _SPARE_COLORS[start]
+    return _SPARE_ASSIGNED[method]
 
 
 def method_label(method: str) -> str:

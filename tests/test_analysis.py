@@ -210,6 +210,18 @@ def test_curve_figure_marks_conditioning_and_missing(known_grid):
     plots.plt.close(fig)
 
 
+def test_variant_names_get_colours_of_their_own(monkeypatch):
+    """Variants of a method compared in one figure (a `combined/<suite>/<name>` folder per arm) must not share a
+    colour. These two names fall on the same spare colour by their first choice; the six methods keep theirs."""
+    monkeypatch.setattr(plots, "_SPARE_ASSIGNED", {})
+    names = ["spirl-numpy-act", "spirl-torch-act"]
+    assert len({sum(map(ord, n)) % len(plots._SPARE_COLORS) for n in names}) == 1
+    colors = [plots.method_color(n) for n in names]
+    assert colors[0] != colors[1] and set(colors) <= set(plots._SPARE_COLORS)
+    assert [plots.method_color(n) for n in reversed(names)] == colors[::-1]  # a name keeps its colour
+    assert plots.method_color("spirl") == plots.COLORS["spirl"] not in colors
+
+
 def fake_drawer(suite, task_name):
     def draw(ax, trajectories, color, title):
         ax.imshow(np.eye(8), cmap="Greys", origin="lower")
