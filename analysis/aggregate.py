@@ -2,7 +2,8 @@
 
 Everything aggregates over runs (seeds) and target tasks together, as rliable does (Agarwal et al., 2021):
 IQM = the 25%-trimmed mean of all run x task scores at a point, mean = their plain mean. Intervals are 95%
-percentile intervals of rliable's stratified bootstrap (runs resampled within each task).
+percentile intervals of rliable's stratified bootstrap (runs resampled within each task; a drawn run brings its whole
+curve: `estimate_suite`).
 
 rliable draws its resamples from numpy's *global* RNG (`StratifiedBootstrap.update_indices`), so every
 estimate here seeds `np.random` first: the same inputs and seed give the same intervals.
@@ -147,8 +148,18 @@ def estimate_suite(data: SuiteScores, reps: int = 2000, seed: int = 0, threshold
             return np.concatenate([iqms[:p], means[:p], [iqms[p], means[p], iqms[p + 1], means[p + 1],
                                    episodes_to_threshold(iqms[:p], episodes, threshold, not_reached)]])
 
+        # rliable's StratifiedBootstrap draws one run index per array element: given (runs, tasks, points) it would
+        # build each resampled curve point by point from different runs, and a whole-curve statistic (AUC, episodes
+        # to the threshold) would get intervals several times too narrow. So the bootstrap runs over the (runs,
+        # tasks) array of run numbers, and the statistic gathers each drawn run's whole curve for that task.
+        runs = np.repeat(np.arange(scores.shape[0], dtype=float)[:, None], scores.shape[1], axis=1)
+        tasks = np.arange(scores.shape[1])[None, :]
+
+        def packed_runs(run_ids: np.ndarray, scores=scores, packed=packed) -> np.ndarray:
+            return packed(scores[run_ids.astype(int), tasks])
+
         seed_numpy(seed + i)
-        points, intervals = rly.get_interval_estimates({method: scores}, packed, reps=reps)
+        points, intervals = rly.get_interval_estimates({method: runs}, packed_runs, reps=reps)
         point, (lower, upper) = points[method], intervals[method]
         fields = {name: Estimate(_squeeze(point[s]), _squeeze(lower[s]), _squeeze(upper[s]))
                   for name, s in pack.slices().items()}

@@ -141,6 +141,20 @@ def test_ci_bands_contain_the_truth_in_most_bootstrap_runs():
     assert hits_iqm / trials >= 0.8
 
 
+def test_a_resampled_run_keeps_its_whole_curve():
+    """The bootstrap resamples runs, not curve points: with each run's curve flat, its AUC is its final score, so
+    the AUC intervals must be the final score's, from the same resamples. Drawing each point from a different run
+    (rliable's StratifiedBootstrap on a (runs, tasks, points) array) averages runs inside one resampled curve and
+    narrows the AUC intervals about sqrt(points) times."""
+    level = np.random.default_rng(5).random((8, 3))  # one level per run x task
+    x = np.repeat(level[..., None], 9, axis=-1)  # (runs, tasks, points), flat curves
+    est = aggregate.estimate_suite(_suite({"simpl": x}), reps=REPS, seed=0).methods["simpl"]
+    for auc, final in ((est.auc_mean, est.final_mean), (est.auc_iqm, est.final_iqm)):
+        assert np.isclose(auc.point, final.point)
+        assert np.isclose(auc.lower, final.lower) and np.isclose(auc.upper, final.upper)
+    assert est.final_mean.upper - est.final_mean.lower > 0.15
+
+
 def test_bootstrap_is_reproducible_with_the_seed():
     x = np.random.default_rng(2).random((5, 3, 4))
     a = aggregate.estimate_suite(_suite({"simpl": x}), reps=REPS, seed=3).methods["simpl"]
