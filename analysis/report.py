@@ -356,7 +356,9 @@ class Report:
             "episodes within the range all its curves cover, each curve carrying its latest evaluation at or "
             "before each grid point (no interpolation, no extrapolation).\n"
             "- IQM = 25% trimmed mean over all run x task scores; intervals from rliable's stratified bootstrap "
-            "(`get_interval_estimates`, percentile), numpy's global RNG seeded first.\n"
+            "(`get_interval_estimates`, percentile), numpy's global RNG seeded first. A resample draws runs within "
+            "each task, each with its whole curve, so AUC and episodes-to-threshold intervals see run-to-run "
+            "variation (rliable on a (runs, tasks, points) array would draw every point from its own run).\n"
             "- Final score = score at a method's last grid point. Performance profiles and P(improvement) use "
             "final scores.")
 
