@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from methods.common.nets import frozen_forward, gaussian_kl, mlp
+from methods.common.nets import frozen_forward, gaussian_kl, mlp, numpy_mlp_forward
 
 LOG_STD_MIN, LOG_STD_MAX = -10.0, 4.0  # keeps exp(log std) finite; far outside what training reaches
 
@@ -291,12 +291,7 @@ def _fold_numpy_mlp(net: nn.Sequential, obs_mean: torch.Tensor,
         x = np.asarray(states, dtype=np.float32)
         if z is not None:
             x = np.concatenate([x, np.asarray(z, dtype=np.float32)], axis=-1)
-        for w_t, b, slope in folded:
-            x = x @ w_t
-            x += b
-            if slope is not None:  # leaky ReLU as max(x, slope·x), valid for 0 ≤ slope ≤ 1
-                x = np.maximum(x, slope * x, out=x)
-        return x
+        return numpy_mlp_forward(x, folded)
 
     return forward
 

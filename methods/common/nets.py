@@ -6,6 +6,7 @@ import functools
 import math
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Independent, Normal
@@ -87,6 +88,22 @@ def mlp(in_dim: int, out_dim: int, hidden_dim: int = 256, n_hidden: int = 2, act
         d = hidden_dim
     layers.append(nn.Linear(d, out_dim))
     return MLP(*layers)
+
+
+def numpy_mlp_forward(x: np.ndarray, layers: list[tuple[np.ndarray, np.ndarray, float | None]]) -> np.ndarray:
+    """An mlp's forward in float32 numpy, for the few rows that acting passes: per layer (Wᵀ (in, out), b, slope),
+    x = x·Wᵀ + b, then max(x, slope·x) (ReLU at slope 0, leaky ReLU for 0 < slope ≤ 1, none at None). The skill
+    model's folded decoder and prior (`skill_model._fold_numpy_mlp`) and the residual policy's live head
+    (`PriorResidualActor._numpy_distribution`) both run through it."""
+    x = np.asarray(x, dtype=np.float32)
+    for w_t, b, slope in layers:
+        x = x @ w_t
+        x += b
+        if slope == 0.0:
+            np.maximum(x, 0.0, out=x)
+        elif slope is not None:
+            np.maximum(x, slope * x, out=x)
+    return x
 
 
 def frozen_forward(net: nn.Sequential) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from methods.common.nets import gaussian_kl, mlp, relu_mlp_linears
+from methods.common.nets import gaussian_kl, mlp, numpy_mlp_forward, relu_mlp_linears
 from methods.common.replay import ReplayBuffer
 from methods.common.sac import SACCore, TwinQ
 from methods.common.target_tasks import Episode
@@ -96,14 +96,9 @@ class PriorResidualActor(nn.Module):
         dispatch is most of the cost (~260 µs per call at maze sizes, 2 × 256 head; numpy ~60 µs). The head's
         weights are read as numpy views of the live parameters on each call, so an optimiser step is seen at once."""
         prior_mean, prior_std = self.skill_model.numpy_prior()(x[:, :self.obs_dim])
-        h = np.asarray(x, dtype=np.float32)
-        *hidden, last = self._residual_linears
-        for layer in hidden:
-            h = h @ layer.weight.detach().numpy().T
-            h += layer.bias.detach().numpy()
-            np.maximum(h, 0.0, out=h)
-        h = h @ last.weight.detach().numpy().T
-        h += last.bias.detach().numpy()
+        linears = self._residual_linears
+        h = numpy_mlp_forward(x, [(layer.weight.detach().numpy().T, layer.bias.detach().numpy(),
+                                   None if layer is linears[-1] else 0.0) for layer in linears])
         # softplus⁻¹(σ_p) + ρ_θ, as `distribution`
         pre = prior_std + np.log(-np.expm1(-prior_std)) + h[:, self.z_dim:]
         return prior_mean + h[:, :self.z_dim], 1e-3 + np.logaddexp(0.0, pre, dtype=np.float32)
