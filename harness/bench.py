@@ -243,16 +243,16 @@ def bench_sac(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops: 
         print(_report(f"sac update ({update_name})", med(update[side]), side_flops, rate,
                       efficiency(side_flops, update[side], mm_flops, update["mm"])))
         print(f"sac train loop ({loop_name}): {sb3_steps / med(loop[side]):8.1f} env steps/s = updates/s")
-    _print_ratios(update, loop, "sac")
+    _print_ratios(update, loop, {"ours_bf16": "--set sac.actor_step_bf16=true"})
     if top_ops:
         print_op_times(op_times(lambda: core.update(buf.sample(batch)), calls=50), med(update["ours"]), top_ops)
 
 
-def _print_ratios(update: dict[str, list[float]], loop: dict[str, list[float]], method: str) -> None:
-    """`ratio vs sb3` for our update and train loop, and again with `--set METHOD.actor_step_bf16=true`: each the
+def _print_ratios(update: dict[str, list[float]], loop: dict[str, list[float]], options: dict[str, str]) -> None:
+    """`ratio vs sb3` for our update and train loop, then for each side in `options` (its `--set` flags): each the
     median over rounds of SB3's block time over ours in the same round (`interleaved`)."""
-    bf16_name = f"ratio vs sb3 with --set {method}.actor_step_bf16=true"
-    for side, name in (("ours", "ratio vs sb3"), ("ours_bf16", bf16_name)):
+    names = {"ours": "ratio vs sb3", **{side: f"ratio vs sb3 with {flags}" for side, flags in options.items()}}
+    for side, name in names.items():
         ratio = {k: statistics.median(b / a for a, b in zip(v[side], v["sb3"]))
                  for k, v in (("update", update), ("loop", loop))}
         print(f"{name}: {ratio['loop']:.2f} (train loop), {ratio['update']:.2f} (update alone); medians over "
@@ -307,7 +307,8 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops
     from tasks import get_suite
 
     suite = get_suite(suite_name)
-    side_envs = {side: suite.make_env(suite.target_tasks[0], seed=0) for side in ("ours", "sb3", "ours_bf16")}
+    side_envs = {side: suite.make_env(suite.target_tasks[0], seed=0)
+                 for side in ("ours", "sb3", "ours_bf16", "ours_bf16_both")}
     obs_dim, act_dim = side_envs["ours"].observation_space.shape[0], side_envs["ours"].action_space.shape[0]
     torch.manual_seed(0)
     model = SkillModel(obs_dim, act_dim, SkillModelConfig()).freeze()  # random weights: the shapes are what counts
@@ -323,6 +324,8 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops
 
     core_bf16 = copy.deepcopy(learner.core)  # the same update with the `spirl.actor_step_bf16` option
     core_bf16.actor_step_bf16 = True
+    core_bf16_both = copy.deepcopy(core_bf16)  # ... and with `spirl.critic_step_bf16` too
+    core_bf16_both.critic_step_bf16 = True
 
     # The train loop with SB3's schedule (one update per high-level step), as bench_sac's
     high_level_steps = 100  # per timed call, H env steps each (SB3's learn() call adds a few ms of set-up)
@@ -348,11 +351,13 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops
     mm, mm_flops = mm_call()
     update = interleaved({"ours": lambda: learner.core.update(buf.sample(batch)),
                           "sb3": lambda: sb3.train(gradient_steps=1, batch_size=batch), "mm": mm,
-                          "ours_bf16": lambda: core_bf16.update(buf.sample(batch))})
+                          "ours_bf16": lambda: core_bf16.update(buf.sample(batch)),
+                          "ours_bf16_both": lambda: core_bf16_both.update(buf.sample(batch))})
     counts = {side: (e.env_steps, e.high_level_steps) for side, e in envs.items()}
     loop = interleaved({"ours": loop_steps(learner.core, envs["ours"]),
                         "sb3": lambda: sb3.learn(high_level_steps, reset_num_timesteps=False),
-                        "ours_bf16": loop_steps(core_bf16, envs["ours_bf16"])})
+                        "ours_bf16": loop_steps(core_bf16, envs["ours_bf16"]),
+                        "ours_bf16_both": loop_steps(core_bf16_both, envs["ours_bf16_both"])})
     med = statistics.median
     rate = mm_flops / med(update["mm"])
     version = __import__("stable_baselines3").__version__
@@ -361,7 +366,8 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops
                      "prior outputs stored with the transitions", "ours", flops),
             ("sb3", f"stable-baselines3 {version}: SAC over the same skills, no prior", "stable-baselines3",
              sb3_flops),
-            ("ours_bf16", "ours, bf16 actor step", "ours, bf16 actor step", flops)):
+            ("ours_bf16", "ours, bf16 actor step", "ours, bf16 actor step", flops),
+            ("ours_bf16_both", "ours, bf16 actor and critic steps", "ours, bf16 actor and critic steps", flops)):
         print(_report(f"spirl update ({name})", med(update[side]), side_flops, rate,
                       efficiency(side_flops, update[side], mm_flops, update["mm"])))
         env = envs[side]
@@ -369,7 +375,8 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops
         per_s = high_level_steps / med(loop[side])
         print(f"spirl train loop ({loop_name}): {per_s:8.1f} updates/s = high-level steps/s, "
               f"{per_s * h_per_env:.0f} env steps/s")
-    _print_ratios(update, loop, "spirl")
+    both_flags = "--set spirl.actor_step_bf16=true --set spirl.critic_step_bf16=true"
+    _print_ratios(update, loop, {"ours_bf16": "--set spirl.actor_step_bf16=true", "ours_bf16_both": both_flags})
     if top_ops:
         print_op_times(op_times(lambda: learner.core.update(buf.sample(batch)), calls=50), med(update["ours"]),
                        top_ops)

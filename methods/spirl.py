@@ -43,6 +43,9 @@ class SPiRLConfig:
     # bf16 autocast over the actor step (SACCore.actor_step_bf16; the TD step stays fp32): a few % faster updates on
     # a CPU with AVX-512 bf16. Off by default; its learning curves against fp32: docs/sac-update.md
     actor_step_bf16: bool = False
+    # bf16 autocast over the critics' TD step too (SACCore.critic_step_bf16: the TD target and the critics' forward
+    # and backward; weights, optimiser states and losses stay fp32). Off by default; curves: docs/sac-update.md
+    critic_step_bf16: bool = False
 
 
 def scale_settings(scale: str, suite: Suite) -> dict[str, Any]:
@@ -59,7 +62,7 @@ def scale_settings(scale: str, suite: Suite) -> dict[str, Any]:
 
 def learner_settings(cfg: Any) -> SkillSACSettings:
     """The skill-space learner's settings, read from any config that has those fields (a field with a default, such
-    as `actor_step_bf16`, keeps it where the config has no such field: only SPiRL's offers the bf16 option)."""
+    as `actor_step_bf16`, keeps it where the config has no such field: only SPiRL's offers the bf16 options)."""
     return SkillSACSettings(**{f.name: getattr(cfg, f.name) for f in fields(SkillSACSettings)
                                if f.default is MISSING or hasattr(cfg, f.name)})
 

@@ -89,9 +89,11 @@ def test_ratio_vs_sb3_is_the_median_of_same_round_ratios(capsys):
 
     # Per round, SB3's block over ours: update 2, 1, 3 (median 2); loop 1.5, 1.5, 6 (median 1.5). Separate medians
     # (SB3 2 s / ours 1 s) would say 2 for the loop.
-    update = {"ours": [1.0, 2.0, 1.0], "sb3": [2.0, 2.0, 3.0], "ours_bf16": [0.5, 1.0, 1.0]}
-    loop = {"ours": [2.0, 1.0, 0.5], "sb3": [3.0, 1.5, 3.0], "ours_bf16": [1.0, 1.0, 1.0]}
-    _print_ratios(update, loop, "spirl")
+    update = {"ours": [1.0, 2.0, 1.0], "sb3": [2.0, 2.0, 3.0], "ours_bf16": [0.5, 1.0, 1.0],
+              "both": [0.5, 0.5, 1.0]}
+    loop = {"ours": [2.0, 1.0, 0.5], "sb3": [3.0, 1.5, 3.0], "ours_bf16": [1.0, 1.0, 1.0], "both": [1.0, 0.5, 1.0]}
+    _print_ratios(update, loop, {"ours_bf16": "--set spirl.actor_step_bf16=true", "both": "--set a=1 --set b=1"})
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("ratio vs sb3: 1.50 (train loop), 2.00 (update alone); medians over 3 and 3 rounds")
     assert lines[1].startswith("ratio vs sb3 with --set spirl.actor_step_bf16=true: 3.00 (train loop), 3.00 (update")
+    assert lines[2].startswith("ratio vs sb3 with --set a=1 --set b=1: 3.00 (train loop), 4.00 (update")

@@ -216,6 +216,35 @@ def test_bf16_actor_step_keeps_the_td_step_fp32_and_the_actor_gradient_close():
     assert critic.min_q(obs, action).grad_fn.name().startswith("_MinOfTwinQ")
 
 
+def test_bf16_critic_step_keeps_fp32_weights_and_a_critic_gradient_close_to_fp32s():
+    """SACCore(critic_step_bf16=True): the TD target and the critics' forward and backward run in bf16 (the loss and
+    the gradient differ from fp32's), the loss and every gradient arrive in fp32 and close to fp32's, and an update
+    leaves every weight fp32."""
+    from methods.common.replay import Batch
+
+    torch.manual_seed(0)
+    fp32 = SACCore(TanhGaussianActor(4, 2, 64, 2), TwinQ(4, 2, 64, 2), alpha_init=0.1, target_divergence=2.0)
+    bf16 = copy.deepcopy(fp32)
+    bf16.critic_step_bf16 = True
+    torch.manual_seed(1)
+    batch = Batch(torch.randn(256, 4), torch.rand(256, 2) * 2 - 1, torch.randn(256), torch.randn(256, 4),
+                  torch.zeros(256))
+    losses, grads = [], []
+    for core in (fp32, bf16):
+        torch.manual_seed(2)
+        loss = core.critic_loss(batch)
+        loss.backward()
+        losses.append(loss)
+        grads.append(torch.cat([p.grad.flatten() for p in core.critic.parameters()]))
+    assert losses[1].dtype == grads[1].dtype == torch.float32
+    assert losses[1].item() != losses[0].item() and not torch.equal(grads[1], grads[0])
+    assert math.isclose(losses[1].item(), losses[0].item(), rel_tol=1e-2)
+    assert torch.nn.functional.cosine_similarity(grads[1], grads[0], dim=0) > 0.999
+    assert (grads[1].norm() / grads[0].norm() - 1).abs() < 0.01
+    bf16.update(batch)
+    assert all(p.dtype == torch.float32 for p in [*bf16.parameters(), *bf16.critic_target.parameters()])
+
+
 def test_replay_buffer_wraps_and_round_trips():
     buf = ReplayBuffer(5, obs_dim=2, act_dim=1)
     for start in (0, 3):

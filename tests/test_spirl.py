@@ -114,7 +114,10 @@ def test_bf16_actor_step_option_reaches_spirls_core_only_and_keeps_the_td_step_f
     learner = SkillSpaceLearner(learner_settings(cfg), model, 4, record_positions=False)
     assert learner.core.actor_step_bf16
     for other in ("mtrl", "simpl"):  # they build their SkillSACSettings themselves, with its default (fp32)
-        assert not hasattr(get_method(other).resolve_config("smoke", suite), "actor_step_bf16")
+        assert not {"actor_step_bf16", "critic_step_bf16"} & set(vars(get_method(other).resolve_config("smoke", suite)))
+    both = get_method("spirl").resolve_config("smoke", suite, {"actor_step_bf16": True, "critic_step_bf16": True})
+    core = SkillSpaceLearner(learner_settings(both), model, 4, record_positions=False).core
+    assert core.actor_step_bf16 and core.critic_step_bf16 and not learner.core.critic_step_bf16
     n = 300
     learner.add({"obs": np.random.randn(n, 4), "z": np.random.randn(n, 10), "reward": np.random.rand(n),
                  "next_obs": np.random.randn(n, 4), "terminated": np.zeros(n)})

@@ -110,8 +110,8 @@ class TwinQ(nn.Module):
 
     def td_loss(self, obs: torch.Tensor, action: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Both Q nets' squared TD error against `target`: 0.5 · (MSE(Q1, y) + MSE(Q2, y)), one kernel per net."""
-        q1, q2 = self(obs, action)
-        return 0.5 * (nn.functional.mse_loss(q1, target) + nn.functional.mse_loss(q2, target))
+        q1, q2 = self(obs, action)  # .float(): bf16 under SACCore's bf16 critic step (a no-op in fp32)
+        return 0.5 * (nn.functional.mse_loss(q1.float(), target) + nn.functional.mse_loss(q2.float(), target))
 
 
 class _MinOfTwinQ(torch.autograd.Function):
@@ -258,18 +258,25 @@ def only_grow_(coefficients: list[torch.Tensor]) -> None:
     torch._foreach_clamp_max_([c.grad for c in coefficients], 0.0)
 
 
+def _bf16(x: torch.Tensor, on: bool):
+    """bf16 autocast on x's device where `on`, else nothing."""
+    return torch.autocast(x.device.type, torch.bfloat16) if on else contextlib.nullcontext()
+
+
 class SACCore(nn.Module):
     def __init__(self, actor: nn.Module, critic: TwinQ, *, lr: float = 3e-4, gamma: float = 0.99, tau: float = 0.005,
                  alpha_init: float = 0.1, target_divergence: float = 0.0, auto_alpha: bool = True,
                  alpha_only_grows: bool = False, divergence_clip: float | None = None,
-                 alpha_lr: float | None = None, actor_step_bf16: bool = False):
+                 alpha_lr: float | None = None, actor_step_bf16: bool = False, critic_step_bf16: bool = False):
         super().__init__()
         self.actor, self.critic = actor, critic
-        # bf16 autocast over the actor step's networks (the actor's sample and the critics' min Q); the TD step, its
-        # target, every loss and every weight stay fp32. The actor must hand fp32 to its distribution maths (as
-        # TanhGaussianActor does); offered for flat SAC and SPiRL, whose learning curves against fp32 are in
-        # docs/sac-update.md
-        self.actor_step_bf16 = actor_step_bf16
+        # bf16 autocast over the actor step's networks (the actor's sample and the critics' min Q), and with
+        # `critic_step_bf16` over the TD step's (the TD target's forward passes, the critics' forward and backward).
+        # Every weight, optimiser state and loss stays fp32, and each network's output is cast back to fp32 before the
+        # maths that follows it (the actor's distribution, as TanhGaussianActor and PriorResidualActor do; the TD
+        # target and loss). The actor step is offered for flat SAC and SPiRL, the critic step for SPiRL; their
+        # learning curves against fp32 are in docs/sac-update.md
+        self.actor_step_bf16, self.critic_step_bf16 = actor_step_bf16, critic_step_bf16
         self.critic_target = copy.deepcopy(critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(alpha_init)))
         self.gamma, self.tau = gamma, tau
@@ -295,15 +302,16 @@ class SACCore(nn.Module):
         torch._foreach_lerp_(self._target, self._online, self.tau)
 
     def critic_loss(self, batch: Batch) -> torch.Tensor:
-        with torch.no_grad():
-            next_action, next_div = self.actor.sample(batch.next_obs)
-            q1_t, q2_t = self.critic_target(batch.next_obs, next_action)
-            soft_v = torch.min(q1_t, q2_t) - self.alpha * self.clip_divergence(next_div)
-            target = batch.reward + self.gamma * (1.0 - batch.terminated) * soft_v
-        return self.critic.td_loss(batch.obs, batch.action, target)
+        with _bf16(batch.obs, self.critic_step_bf16):
+            with torch.no_grad():
+                next_action, next_div = self.actor.sample(batch.next_obs)
+                q1_t, q2_t = self.critic_target(batch.next_obs, next_action)
+                soft_v = torch.min(q1_t, q2_t).float() - self.alpha * self.clip_divergence(next_div)
+                target = batch.reward + self.gamma * (1.0 - batch.terminated) * soft_v
+            return self.critic.td_loss(batch.obs, batch.action, target)
 
     def actor_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast(obs.device.type, torch.bfloat16) if self.actor_step_bf16 else contextlib.nullcontext():
+        with _bf16(obs, self.actor_step_bf16):
             action, div = self.actor.sample(obs)
             min_q = self.critic.min_q(obs, action)
         return (self.alpha * div - min_q.float()).mean(), div.detach()

@@ -127,6 +127,7 @@ class SkillSACSettings:
     tau: float = 0.005
     eval_deterministic: bool = True
     actor_step_bf16: bool = False  # SACCore's bf16 actor step; SPiRL's config offers it (docs/sac-update.md)
+    critic_step_bf16: bool = False  # SACCore's bf16 critic step; SPiRL's config offers it
 
 
 class SkillSpaceLearner:
@@ -144,7 +145,7 @@ class SkillSpaceLearner:
         self.core = SACCore(actor, critic, lr=s.lr, gamma=s.gamma, tau=s.tau, alpha_init=s.alpha_init,
                             target_divergence=s.target_kl, alpha_only_grows=s.alpha_only_grows,
                             divergence_clip=s.kl_clip, alpha_lr=s.alpha_lr,
-                            actor_step_bf16=s.actor_step_bf16).to(device)
+                            actor_step_bf16=s.actor_step_bf16, critic_step_bf16=s.critic_step_bf16).to(device)
         self.buffer = ReplayBuffer(s.buffer_size, in_dim + 2 * z_dim, z_dim, device)
         self.last_stats: dict[str, float] = {}
 
