@@ -101,10 +101,11 @@ def test_update_on_stored_prior_outputs_equals_the_update_that_runs_the_prior():
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(*grads))
 
 
-def test_bf16_actor_step_option_reaches_spirls_core_only_and_keeps_the_td_step_fp32():
-    """`--set spirl.actor_step_bf16=true` reaches SPiRL's SACCore (MTRL's and SiMPL's skill-space learners keep
-    fp32: their configs have no such field). With it, one update's TD step is fp32's bit for bit and the residual
-    policy's gradient is close to fp32's but not equal (its networks ran in bf16)."""
+def test_bf16_options_reach_spirls_core_only_and_the_actor_step_alone_keeps_the_td_step_fp32():
+    """`--set spirl.actor_step_bf16=true` and `spirl.critic_step_bf16=true` reach SPiRL's SACCore (MTRL's and SiMPL's
+    skill-space learners keep fp32: their configs have neither field). With the actor step alone, one update's TD step
+    is fp32's bit for bit and the residual policy's gradient is close to fp32's but not equal (its networks ran in
+    bf16)."""
     import copy
 
     suite = get_suite("maze-tiny")
