@@ -110,8 +110,9 @@ class TwinQ(nn.Module):
 
     def td_loss(self, obs: torch.Tensor, action: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Both Q nets' squared TD error against `target`: 0.5 · (MSE(Q1, y) + MSE(Q2, y)), one kernel per net."""
-        q1, q2 = self(obs, action)  # .float(): bf16 under SACCore's bf16 critic step (a no-op in fp32)
-        return 0.5 * (nn.functional.mse_loss(q1.float(), target) + nn.functional.mse_loss(q2.float(), target))
+        # Q in the target's precision: bf16 Q under SACCore's bf16 critic step becomes fp32 (otherwise a no-op)
+        q1, q2 = (q.to(target.dtype) for q in self(obs, action))
+        return 0.5 * (nn.functional.mse_loss(q1, target) + nn.functional.mse_loss(q2, target))
 
 
 class _MinOfTwinQ(torch.autograd.Function):
@@ -306,7 +307,7 @@ class SACCore(nn.Module):
             with torch.no_grad():
                 next_action, next_div = self.actor.sample(batch.next_obs)
                 q1_t, q2_t = self.critic_target(batch.next_obs, next_action)
-                soft_v = torch.min(q1_t, q2_t).float() - self.alpha * self.clip_divergence(next_div)
+                soft_v = torch.min(q1_t, q2_t).to(batch.reward.dtype) - self.alpha * self.clip_divergence(next_div)
                 target = batch.reward + self.gamma * (1.0 - batch.terminated) * soft_v
             return self.critic.td_loss(batch.obs, batch.action, target)
 
