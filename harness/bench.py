@@ -306,9 +306,11 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops
     from methods.skill_model import SkillModel, SkillModelConfig
     from tasks import get_suite
 
+    # Our update again with SPiRL's bf16 options: side -> (name, the config fields it sets)
+    options = {"ours_bf16": ("bf16 actor step", {"actor_step_bf16": True}),
+               "ours_bf16_both": ("bf16 actor and critic steps", {"actor_step_bf16": True, "critic_step_bf16": True})}
     suite = get_suite(suite_name)
-    side_envs = {side: suite.make_env(suite.target_tasks[0], seed=0)
-                 for side in ("ours", "sb3", "ours_bf16", "ours_bf16_both")}
+    side_envs = {side: suite.make_env(suite.target_tasks[0], seed=0) for side in ("ours", "sb3", *options)}
     obs_dim, act_dim = side_envs["ours"].observation_space.shape[0], side_envs["ours"].action_space.shape[0]
     torch.manual_seed(0)
     model = SkillModel(obs_dim, act_dim, SkillModelConfig()).freeze()  # random weights: the shapes are what counts
@@ -322,10 +324,11 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops
     buf: ReplayBuffer = learner.buffer
     flops = count_flops(lambda: learner.core.update(buf.sample(batch)))
 
-    core_bf16 = copy.deepcopy(learner.core)  # the same update with the `spirl.actor_step_bf16` option
-    core_bf16.actor_step_bf16 = True
-    core_bf16_both = copy.deepcopy(core_bf16)  # ... and with `spirl.critic_step_bf16` too
-    core_bf16_both.critic_step_bf16 = True
+    cores = {"ours": learner.core}
+    for side, (_, fields) in options.items():  # the same update with the option's SACCore flags
+        cores[side] = copy.deepcopy(learner.core)
+        for field, value in fields.items():
+            setattr(cores[side], field, value)
 
     # The train loop with SB3's schedule (one update per high-level step), as bench_sac's
     high_level_steps = 100  # per timed call, H env steps each (SB3's learn() call adds a few ms of set-up)
@@ -349,15 +352,13 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops
     sb3 = _sb3_sac(envs["sb3"], hidden, n_hidden, batch)
     sb3_flops = count_flops(lambda: sb3.train(gradient_steps=1, batch_size=batch))
     mm, mm_flops = mm_call()
-    update = interleaved({"ours": lambda: learner.core.update(buf.sample(batch)),
-                          "sb3": lambda: sb3.train(gradient_steps=1, batch_size=batch), "mm": mm,
-                          "ours_bf16": lambda: core_bf16.update(buf.sample(batch)),
-                          "ours_bf16_both": lambda: core_bf16_both.update(buf.sample(batch))})
+    update = {side: (lambda core=core: core.update(buf.sample(batch))) for side, core in cores.items()}
+    update = interleaved({"ours": update.pop("ours"), "sb3": lambda: sb3.train(gradient_steps=1, batch_size=batch),
+                          "mm": mm, **update})
     counts = {side: (e.env_steps, e.high_level_steps) for side, e in envs.items()}
-    loop = interleaved({"ours": loop_steps(learner.core, envs["ours"]),
-                        "sb3": lambda: sb3.learn(high_level_steps, reset_num_timesteps=False),
-                        "ours_bf16": loop_steps(core_bf16, envs["ours_bf16"]),
-                        "ours_bf16_both": loop_steps(core_bf16_both, envs["ours_bf16_both"])})
+    loop = {side: loop_steps(core, envs[side]) for side, core in cores.items()}
+    loop = interleaved({"ours": loop.pop("ours"),
+                        "sb3": lambda: sb3.learn(high_level_steps, reset_num_timesteps=False), **loop})
     med = statistics.median
     rate = mm_flops / med(update["mm"])
     version = __import__("stable_baselines3").__version__
@@ -366,8 +367,7 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops
                      "prior outputs stored with the transitions", "ours", flops),
             ("sb3", f"stable-baselines3 {version}: SAC over the same skills, no prior", "stable-baselines3",
              sb3_flops),
-            ("ours_bf16", "ours, bf16 actor step", "ours, bf16 actor step", flops),
-            ("ours_bf16_both", "ours, bf16 actor and critic steps", "ours, bf16 actor and critic steps", flops)):
+            *((side, f"ours, {name}", f"ours, {name}", flops) for side, (name, _) in options.items())):
         print(_report(f"spirl update ({name})", med(update[side]), side_flops, rate,
                       efficiency(side_flops, update[side], mm_flops, update["mm"])))
         env = envs[side]
@@ -375,8 +375,8 @@ def bench_spirl(hidden: int, n_hidden: int, batch: int, suite_name: str, top_ops
         per_s = high_level_steps / med(loop[side])
         print(f"spirl train loop ({loop_name}): {per_s:8.1f} updates/s = high-level steps/s, "
               f"{per_s * h_per_env:.0f} env steps/s")
-    both_flags = "--set spirl.actor_step_bf16=true --set spirl.critic_step_bf16=true"
-    _print_ratios(update, loop, {"ours_bf16": "--set spirl.actor_step_bf16=true", "ours_bf16_both": both_flags})
+    _print_ratios(update, loop, {side: " ".join(f"--set spirl.{field}={str(value).lower()}" for field, value in
+                                                fields.items()) for side, (_, fields) in options.items()})
     if top_ops:
         print_op_times(op_times(lambda: learner.core.update(buf.sample(batch)), calls=50), med(update["ours"]),
                        top_ops)
