@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import math
 import statistics
 import sys
 import time
@@ -87,14 +88,19 @@ def _cpu_attention_backward_flops(grad_out, query, key, value, *args, **kwargs) 
     return flop_counter.sdpa_backward_flop_count(grad_out, query, key, value)
 
 
-_CPU_ATTENTION_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops,
-                        torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
-                            _cpu_attention_backward_flops}
+# nor oneDNN's linear (methods.common.nets.linear): x (..., in) times weight (out, in)ᵀ
+def _onednn_linear_flops(x_shape, w_shape, *args, **kwargs) -> int:
+    return 2 * math.prod(x_shape) * w_shape[0]
+
+
+_EXTRA_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops,
+                torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_attention_backward_flops,
+                torch.ops.mkldnn._linear_pointwise: _onednn_linear_flops}
 
 
 def count_flops(fn: Callable[[], None]) -> int:
-    """Matmul FLOPs (mm, addmm, bmm, attention; forward and backward) of one call of `fn`."""
-    with FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION_FLOPS) as counter:
+    """Matmul FLOPs (mm, addmm, bmm, oneDNN linear, attention; forward and backward) of one call of `fn`."""
+    with FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOPS) as counter:
         fn()
     return counter.get_total_flops()
 
@@ -141,8 +147,8 @@ class _OpTimer(TorchDispatchMode):
         if entry is None:
             packet = func.overloadpacket
             formula = flop_counter.flop_registry.get(packet)
-            if packet in _CPU_ATTENTION_FLOPS:
-                formula = flop_counter.shape_wrapper(_CPU_ATTENTION_FLOPS[packet])
+            if packet in _EXTRA_FLOPS:
+                formula = flop_counter.shape_wrapper(_EXTRA_FLOPS[packet])
             flops = formula(*args, **kwargs, out_val=out) if formula is not None else 0
             entry = self.acc[key] = [0, 0.0, flops]
         entry[0] += 1

@@ -386,3 +386,59 @@ def test_check_finite_names_every_non_finite_scalar_and_ignores_the_rest():
         check_finite({"critic_loss": float("nan"), "actor_loss": 0.5, "alpha": torch.tensor(float("inf"))}, "update 7")
     with pytest.raises(FloatingPointError):  # DivergedError is one
         check_finite({"kl": torch.tensor([float("-inf")])}, "kl")
+
+
+@pytest.mark.parametrize("relu, thin, lead", [(True, False, (1500,)), (False, True, (3, 500)), (True, True, (1024,))])
+def test_large_batches_run_through_onednn_as_the_same_function_as_f_linear(relu, thin, lead):
+    """nets.linear sends fp32 CPU batches of at least ONEDNN_MIN_ROWS rows through oneDNN (`_OneDNNLinear`): its
+    output and the input's, weight's and bias's gradients must be F.linear's (then ReLU) up to float rounding, the
+    weight's gradient in the weight's own memory order (a thin first layer stores it transposed). Smaller batches,
+    float64 and autocast keep F.linear."""
+    from methods.common import nets
+
+    if nets._LINEAR_POINTWISE is None:
+        pytest.skip("this torch build has no oneDNN linear")
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(9, 64)
+    if thin:
+        nets.store_thin_input_transposed(layer)
+    x = torch.randn(*lead, 9, requires_grad=True)
+    g = torch.randn(*lead, 64)
+    results = []
+    for fast in (True, False):
+        x.grad = layer.weight.grad = layer.bias.grad = None
+        if fast:
+            y = nets.linear(x, layer.weight, layer.bias, relu=relu)
+            assert type(y.grad_fn).__name__ == "_OneDNNLinearBackward"
+        else:
+            y = torch.nn.functional.linear(x, layer.weight, layer.bias)
+            y = torch.relu(y) if relu else y
+        (y * g).sum().backward()
+        assert layer.weight.grad.stride() == layer.weight.stride()
+        results.append([y.detach(), x.grad, layer.weight.grad, layer.bias.grad])
+    for ours, reference in zip(*results):  # sums over 1500 rows: rounding relative to the largest entry
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6 * float(reference.abs().max()))
+    small = nets.linear(torch.randn(nets.ONEDNN_MIN_ROWS - 1, 9, requires_grad=True), layer.weight, layer.bias)
+    assert type(small.grad_fn).__name__ == "AddmmBackward0"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert nets.linear(x, layer.weight, layer.bias).dtype == torch.bfloat16
+    wide = nets.linear(x.double(), layer.weight.double(), layer.bias.double())
+    assert wide.dtype == torch.float64 and "OneDNN" not in type(wide.grad_fn).__name__
+
+
+def test_mlp_on_a_large_batch_is_nn_sequentials_to_float_rounding():
+    """Above ONEDNN_MIN_ROWS, MLP's Linear layers (each with the ReLU after it) run through oneDNN: the same outputs
+    and gradients as nn.Sequential's up to rounding."""
+    from methods.common.nets import ONEDNN_MIN_ROWS, mlp
+
+    torch.manual_seed(0)
+    net = mlp(7, 2, 64, 3, thin_input_transposed=True)
+    reference = copy.deepcopy(net)
+    reference.__class__ = torch.nn.Sequential
+    x = torch.randn(2 * ONEDNN_MIN_ROWS, 7)
+    out, ref = net(x), reference(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    out.square().sum().backward()
+    ref.square().sum().backward()
+    for (name, p), q in zip(net.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6 * float(q.grad.abs().max()), msg=name)

@@ -279,3 +279,29 @@ def test_flop_count_includes_cpu_attention():
     q, k, v = torch.randn(2, 3, 8, 4), torch.randn(2, 3, 6, 4), torch.randn(2, 3, 6, 4)
     # two matmuls per head: (8 × 4) @ (4 × 6) and (8 × 6) @ (6 × 4), 2 FLOPs per multiply-add
     assert count_flops(lambda: F.scaled_dot_product_attention(q, k, v)) == 2 * 3 * (2 * 8 * 4 * 6) * 2
+
+
+@pytest.mark.parametrize("rows", [101, 16])
+def test_set_attention_kernel_is_torchs_attention_with_the_residual(rows):
+    """csrc/set_attention.c (fp32, 32 keys, head width 32) against torch's attention plus the residual in float64:
+    the output and the gradients of q, k and v, over several sets and a row count that is not a multiple of the
+    kernel's 8-row blocks; its FLOPs counted as the products it runs."""
+    from methods.common.set_attention import kernel_library, set_attention
+
+    if kernel_library() is None:
+        pytest.skip("the attention kernel cannot run here (no AVX-512 or no C compiler): torch's attention runs")
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, rows, 128) * 2, torch.randn(3, 32, 128) * 2, torch.randn(3, 32, 128)
+    grad = torch.randn(3, rows, 128)
+    results = []
+    for dtype in (torch.float32, torch.float64):  # float64 takes torch's path
+        leaves = [t.to(dtype).clone().requires_grad_() for t in (q, k, v)]
+        out = set_attention(*leaves, n_heads=4, scale=128 ** -0.5)
+        assert ("Kernel" in type(out.grad_fn).__name__) == (dtype == torch.float32)
+        (out * grad.to(dtype)).sum().backward()
+        results.append([out.detach(), *(t.grad for t in leaves)])
+    for ours, reference in zip(*results):
+        torch.testing.assert_close(ours, reference.float(), rtol=1e-5, atol=1e-5)
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    flops = count_flops(lambda: (set_attention(*leaves, 4, 0.1) * grad).sum().backward())
+    assert flops == (2 + 4) * (2 * 3 * rows * 32 * 128)  # logits and weighted values; dP, dq, dk, dv

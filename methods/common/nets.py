@@ -24,23 +24,94 @@ def store_thin_input_transposed(layer: nn.Linear) -> nn.Linear:
     return layer
 
 
+# torch's oneDNN linear (`mkldnn._linear_pointwise`, what inductor's CPU fusions call) against nn.Linear's MKL addmm,
+# one thread, this CPU (docs/simpl-meta-step.md, session 21): 10-20 % faster from a few thousand rows (30720 x 256 ->
+# 256: 106 against 92 GFLOP/s; 212992 x 128 -> 128: 92 against 81), about 2x on thin inputs (30720 x 9 -> 256), and
+# it applies the ReLU in the same pass; at 256 rows it is no faster, at 1-16 rows it costs ~15 us more per call.
+ONEDNN_MIN_ROWS = 1024
+_LINEAR_POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None) \
+    if torch.backends.mkldnn.is_available() else None
+
+
+def _onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (_LINEAR_POINTWISE is not None and x.device.type == "cpu" and x.dtype == torch.float32
+            and weight.dtype == torch.float32 and x.numel() >= ONEDNN_MIN_ROWS * x.shape[-1]
+            and not torch.is_autocast_enabled("cpu"))
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, relu: bool = False) -> torch.Tensor:
+    """`F.linear(x, weight, bias)`, then ReLU if `relu`: the same function. Large fp32 CPU batches run through
+    oneDNN (`_OneDNNLinear`), everything else (small batches, other dtypes or devices, autocast) through F.linear."""
+    if _onednn(x, weight):
+        return _OneDNNLinear.apply(x, weight, bias, relu)
+    y = nn.functional.linear(x, weight, bias)
+    return torch.relu_(y) if relu else y
+
+
+def input_grad(grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """grad @ weight: a linear layer's input gradient (through oneDNN for large fp32 batches, as `linear`)."""
+    if _onednn(grad, weight):
+        return _LINEAR_POINTWISE(grad, weight.t().contiguous(), None, "none", [], "")
+    return grad.mm(weight)
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """y = x Wᵀ + b (then ReLU) through oneDNN; backward: the input gradient through oneDNN too, the weight gradient
+    through torch's mm in the orientation that is fast for its shape (thin inputs: (xᵀ g)ᵀ, 5-7x faster at 9 wide),
+    returned in the weight's own memory order. Outputs and gradients agree with F.linear's to float rounding
+    (tests/test_nets.py)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, relu):
+        x2 = x.reshape(-1, x.shape[-1])
+        y = _LINEAR_POINTWISE(x2, weight, bias, "relu" if relu else "none", [], "")
+        ctx.save_for_backward(x2, weight, y if relu else None)
+        ctx.relu, ctx.has_bias, ctx.x_shape = relu, bias is not None, x.shape
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x2, weight, y = ctx.saved_tensors
+        g = grad.reshape(-1, grad.shape[-1])
+        if ctx.relu:
+            g = torch.ops.aten.threshold_backward(g, y, 0)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = input_grad(g, weight).view(ctx.x_shape)
+        if ctx.needs_input_grad[1]:
+            out_dim, in_dim = weight.shape
+            grad_w = torch.mm(x2.t(), g).t() if 4 * in_dim <= out_dim else torch.mm(g.t(), x2)
+            if grad_w.stride() != weight.stride():
+                grad_w = torch.empty_strided(weight.shape, weight.stride()).copy_(grad_w)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = g.sum(0)
+        return grad_x, grad_w, grad_b, None
+
+
 class MLP(nn.Sequential):
-    """An nn.Sequential whose forward calls its Linear and ReLU layers' functions itself: the same kernels in the same
-    order as nn.Sequential's forward (bit-identical outputs and gradients; same modules and state-dict keys), without
-    each layer's nn.Module call machinery (hook checks, forward dispatch): a whole SAC update (2 x 256, batch 256, 5
-    networks called 8 times) ran 1.00-1.03x faster in interleaved A/Bs, median 1.014 (docs/sac-update.md, session
-    13). Any other layer (BatchNorm, LeakyReLU) is called as a module. Hooks on the MLP itself run as usual; hooks
-    registered on its Linear or ReLU children do not."""
+    """An nn.Sequential whose forward calls its Linear and ReLU layers' functions itself (`linear`, each Linear with
+    the ReLU after it), without each layer's nn.Module call machinery (hook checks, forward dispatch): a whole SAC
+    update (2 x 256, batch 256, 5 networks called 8 times) ran 1.00-1.03x faster in interleaved A/Bs, median 1.014
+    (docs/sac-update.md, session 13). Below ONEDNN_MIN_ROWS rows these are the kernels of nn.Sequential's forward in
+    its order (bit-identical outputs and gradients); from there, oneDNN's (the same function up to float rounding).
+    Same modules and state-dict keys. Any other layer (BatchNorm, LeakyReLU) is called as a module. Hooks on the MLP
+    itself run as usual; hooks registered on its Linear or ReLU children do not."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for m in self:
+        layers = list(self)
+        i = 0
+        while i < len(layers):
+            m = layers[i]
             kind = type(m)
             if kind is nn.Linear:
-                x = nn.functional.linear(x, m.weight, m.bias)
+                relu = i + 1 < len(layers) and type(layers[i + 1]) is nn.ReLU
+                x = linear(x, m.weight, m.bias, relu=relu)
+                i += relu  # the ReLU ran with the layer
             elif kind is nn.ReLU:
                 x = torch.relu_(x) if m.inplace else torch.relu(x)
             else:
                 x = m(x)
+            i += 1
         return x
 
 
@@ -54,13 +125,13 @@ def relu_mlp_linears(net: nn.Module) -> list[nn.Linear] | None:
 
 
 def relu_mlp_forward(linears: list[nn.Linear], x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """`MLP.forward` over such layers (the same kernels: bit-identical), also returning each hidden activation after
+    """`MLP.forward` over such layers (the same kernels), also returning each hidden activation after
     its ReLU, for a backward pass written by hand (sac.TwinQ.min_q)."""
     hidden = []
     for layer in linears[:-1]:
-        x = torch.relu_(nn.functional.linear(x, layer.weight, layer.bias))
+        x = linear(x, layer.weight, layer.bias, relu=True)
         hidden.append(x)
-    return nn.functional.linear(x, linears[-1].weight, linears[-1].bias), hidden
+    return linear(x, linears[-1].weight, linears[-1].bias), hidden
 
 
 def mlp(in_dim: int, out_dim: int, hidden_dim: int = 256, n_hidden: int = 2, activation: type[nn.Module] = nn.ReLU,

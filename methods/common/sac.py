@@ -23,7 +23,7 @@ from torch import nn
 from torch.optim import optimizer as optimizer_module
 
 from methods.common.checks import check_finite
-from methods.common.nets import mlp, relu_mlp_forward, relu_mlp_linears
+from methods.common.nets import input_grad, mlp, relu_mlp_forward, relu_mlp_linears
 from methods.common.replay import Batch
 
 
@@ -142,10 +142,10 @@ class _MinOfTwinQ(torch.autograd.Function):
                 padded = rows.clone()
                 padded[:4] = True
                 idx = padded.nonzero().squeeze(-1)
-            d = grad.masked_fill(~rows, 0).index_select(0, idx)[:, None].mm(layers[-1].weight)  # ∂Q/∂h, last hidden
+            d = input_grad(grad.masked_fill(~rows, 0).index_select(0, idx)[:, None], layers[-1].weight)  # ∂Q/∂h
             for i in range(len(hidden) - 1, -1, -1):
                 kept = hidden[i].index_select(0, idx)
-                d = torch.ops.aten.threshold_backward(d, kept, 0).mm(layers[i].weight)  # ReLU's, then the layer's
+                d = input_grad(torch.ops.aten.threshold_backward(d, kept, 0), layers[i].weight)  # ReLU's, the layer's
             d = d[:, ctx.obs_dim:]  # the action's columns (after the whole product, as autograd's cat backward)
             if grad_action is None:
                 grad_action = d.new_zeros(grad.shape[0], d.shape[1]).index_copy_(0, idx, d)

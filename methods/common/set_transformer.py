@@ -8,8 +8,9 @@ default `ln=False`, as in the reference implementation): H = X + Attn(X, Y); MAB
 Everything is batched over sets: input (n_sets, set_size, dim), one call encodes every set.
 
 Two kinds of attention, computed differently (the same function either way):
-- the set attends to a few summary rows (ISAB's second block): heads are split by a reshape and attention runs in
-  `scaled_dot_product_attention` (no per-head loop or concatenation);
+- the set attends to a few summary rows (ISAB's second block): `set_attention.set_attention`, the attention and its
+  residual in one AVX-512 kernel where it fits (the paper's 32 keys and head width 32, fp32, one thread), else in
+  `scaled_dot_product_attention` with heads split by a reshape (no per-head loop or concatenation);
 - a few learned queries, the same for every set (ISAB's inducing points, PMA's seed), attend to the set
   (`MAB.pool`): the key and value projections are folded into the queries, so the set's rows are multiplied only
   by (in_dim × heads·queries) matrices and no (set_size × dim) key or value tensor is ever built. For PMA's single
@@ -22,7 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from methods.common.nets import mlp
+from methods.common.nets import linear, mlp
+from methods.common.set_attention import set_attention
 
 
 class SharedKeyLogits(torch.autograd.Function):
@@ -61,14 +63,9 @@ class MAB(nn.Module):
         # Lee et al. scale the logits by sqrt(dim) of the whole width, not of one head; keep their scale.
         self.scale = dim ** -0.5
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # (n, t, dim) -> (n, heads, t, dim/heads)
-        return x.unflatten(-1, (self.n_heads, -1)).transpose(1, 2)
-
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        q = self.fc_q(x)
-        attn = F.scaled_dot_product_attention(self._heads(q), self._heads(self.fc_k(y)), self._heads(self.fc_v(y)),
-                                              scale=self.scale)
-        return self._residual_ff(q + attn.transpose(1, 2).flatten(2))
+        q = linear(x, self.fc_q.weight, self.fc_q.bias)
+        return self._residual_ff(set_attention(q, self.fc_k(y), self.fc_v(y), self.n_heads, self.scale))
 
     def pool(self, queries: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """`forward(queries.expand(n, -1, -1), y)` for learned queries (m, q_dim) shared by all n sets y (n, k, k_dim).
@@ -88,7 +85,7 @@ class MAB(nn.Module):
         return self._residual_ff(q + attn)
 
     def _residual_ff(self, h: torch.Tensor) -> torch.Tensor:
-        return h + F.relu(self.fc_o(h))
+        return h + linear(h, self.fc_o.weight, self.fc_o.bias, relu=True)
 
 
 class ISAB(nn.Module):
