@@ -59,7 +59,7 @@ class _OneDNNLinear(torch.autograd.Function):
     """y = x Wᵀ + b (then ReLU) through oneDNN; backward: the input gradient through oneDNN too, the weight gradient
     through torch's mm in the orientation that is fast for its shape (thin inputs: (xᵀ g)ᵀ, 5-7x faster at 9 wide),
     returned in the weight's own memory order. Outputs and gradients agree with F.linear's to float rounding
-    (tests/test_nets.py)."""
+    (tests/test_sac.py)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, relu):
