@@ -66,7 +66,7 @@ class _OneDNNLinear(torch.autograd.Function):
         x2 = x.reshape(-1, x.shape[-1])
         y = _LINEAR_POINTWISE(x2, weight, bias, "relu" if relu else "none", [], "")
         ctx.save_for_backward(x2, weight, y if relu else None)
-        ctx.relu, ctx.has_bias, ctx.x_shape = relu, bias is not None, x.shape
+        ctx.relu, ctx.x_shape = relu, x.shape
         return y.view(*x.shape[:-1], y.shape[-1])
 
     @staticmethod
@@ -83,7 +83,7 @@ class _OneDNNLinear(torch.autograd.Function):
             grad_w = torch.mm(x2.t(), g).t() if 4 * in_dim <= out_dim else torch.mm(g.t(), x2)
             if grad_w.stride() != weight.stride():
                 grad_w = torch.empty_strided(weight.shape, weight.stride()).copy_(grad_w)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2]:  # False for a missing bias
             grad_b = g.sum(0)
         return grad_x, grad_w, grad_b, None
 
